@@ -1,0 +1,48 @@
+"""Parameter declaration and validation on real rclpy nodes."""
+import pytest
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from vla_ros.node_common import ConfigError, Param, declare_parameters, one_of, positive
+
+PARAMS = [
+    Param("rate", 100.0, "output rate in Hz", positive),
+    Param("mode", "hold", "what to do", one_of("hold", "stop")),
+    Param("joints", ["a", "b"], "joint names"),
+    Param("limits.margin", 0.05, "margin in rad"),
+]
+
+
+def _node(ros_context, overrides):
+    return Node("param_test", parameter_overrides=overrides)
+
+
+def test_defaults_are_declared_with_descriptions(ros_context):
+    node = _node(ros_context, [])
+    values = declare_parameters(node, PARAMS)
+    assert values.rate == 100.0 and values.mode == "hold" and values.joints == ["a", "b"]
+    assert values.limits_margin == 0.05
+    assert node.describe_parameter("rate").description == "output rate in Hz"
+    node.destroy_node()
+
+
+def test_overrides_are_validated(ros_context):
+    node = _node(ros_context, [Parameter("rate", value=50.0)])
+    assert declare_parameters(node, PARAMS).rate == 50.0
+    node.destroy_node()
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (Parameter("rate", value=-1.0), "rate: must be > 0"),
+        (Parameter("mode", value="dance"), "mode: must be one of hold, stop"),
+        (Parameter("rate", value="fast"), "rate: wrong type"),
+        (Parameter("rtae", value=5.0), "rtae: unknown parameter"),
+    ],
+)
+def test_bad_or_unknown_parameters_raise_clear_errors(ros_context, override, message):
+    node = _node(ros_context, [override])
+    with pytest.raises(ConfigError, match=message):
+        declare_parameters(node, PARAMS)
+    node.destroy_node()

@@ -1,0 +1,179 @@
+"""What every vla_ros node shares: declared-and-validated parameters, /diagnostics, and a main().
+
+A node lists its parameters at the top of its file as `Param`s, calls
+`declare_parameters(self, PARAMS)` in its constructor and gets a namespace of
+validated values back; a bad value or an unknown parameter raises ConfigError,
+which `run_node` turns into a clear message and exit code 2.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from vla_ros import paths
+
+DIAGNOSTICS_TOPIC = "/diagnostics"
+DIAG_OK = DiagnosticStatus.OK
+DIAG_WARN = DiagnosticStatus.WARN
+DIAG_ERROR = DiagnosticStatus.ERROR
+DIAG_STALE = DiagnosticStatus.STALE
+
+# Parameters every node accepts without declaring them itself.
+_IMPLICIT_PARAMETERS = ("use_sim_time", "start_type_description_service")
+
+
+class ConfigError(ValueError):
+    """A node's parameters are invalid; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Any
+    description: str
+    # Returns an error message for a bad value, None for a good one.
+    check: Callable[[Any], str | None] | None = None
+    # Needed only when the default is an empty list (its element type cannot be inferred).
+    type: Parameter.Type | None = None
+
+
+def positive(value) -> str | None:
+    return None if value > 0 else f"must be > 0, got {value}"
+
+
+def non_negative(value) -> str | None:
+    return None if value >= 0 else f"must be >= 0, got {value}"
+
+
+def one_of(*choices) -> Callable[[Any], str | None]:
+    def check(value) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(map(str, choices))}; got {value!r}"
+
+    return check
+
+
+def declare_parameters(node: Node, params: Sequence[Param]) -> SimpleNamespace:
+    """Declare `params` on `node` (with descriptions), validate them and return their values.
+
+    Attribute names are the parameter names with dots replaced by underscores.
+    Raises ConfigError listing every bad or unknown parameter.
+    """
+    errors: list[str] = []
+    values: dict[str, Any] = {}
+    for param in params:
+        descriptor = ParameterDescriptor(description=param.description)
+        default = Parameter.Type.from_parameter_value(param.default) if param.type is None else param.type
+        try:
+            if param.type is not None:
+                value = node.declare_parameter(param.name, param.type, descriptor).value
+                value = param.default if value is None else value
+            else:
+                value = node.declare_parameter(param.name, param.default, descriptor).value
+        except (InvalidParameterTypeException, InvalidParameterValueException) as err:
+            errors.append(f"{param.name}: wrong type ({err}); expected {default.name.lower()}")
+            continue
+        if isinstance(value, (list, tuple)) or type(value).__name__ == "array":
+            value = list(value)
+        if param.check is not None:
+            problem = param.check(value)
+            if problem:
+                errors.append(f"{param.name}: {problem}")
+        values[param.name.replace(".", "_")] = value
+
+    declared = {p.name for p in params}
+    # rclpy keeps overrides from --params-file / -p without a public accessor; an
+    # override that no declaration consumed is a typo the user should hear about.
+    overrides = getattr(node, "_parameter_overrides", {})
+    unknown = sorted(
+        name
+        for name in overrides
+        if name not in declared and name not in _IMPLICIT_PARAMETERS and not name.startswith("qos_overrides.")
+    )
+    for name in unknown:
+        errors.append(f"{name}: unknown parameter (known: {', '.join(sorted(declared))})")
+    if errors:
+        raise ConfigError(f"node '{node.get_name()}' has invalid parameters:\n  " + "\n  ".join(errors))
+    return SimpleNamespace(**values)
+
+
+class Diagnostics:
+    """Publishes one node's checks on /diagnostics at a fixed period (for rqt_robot_monitor).
+
+    `collect` returns a list of (check name, level, message, {key: value}).
+    """
+
+    def __init__(self, node: Node, collect: Callable[[], list[tuple[str, bytes, str, dict]]], period: float = 1.0):
+        self._node = node
+        self._collect = collect
+        self._publisher = node.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
+        self._timer = node.create_timer(period, self.publish)
+
+    def publish(self) -> None:
+        array = DiagnosticArray()
+        array.header.stamp = self._node.get_clock().now().to_msg()
+        for check, level, message, values in self._collect():
+            array.status.append(
+                DiagnosticStatus(
+                    level=level,
+                    name=f"{self._node.get_name()}: {check}",
+                    message=message,
+                    hardware_id="vla_ros",
+                    values=[KeyValue(key=str(k), value=str(v)) for k, v in values.items()],
+                )
+            )
+        self._publisher.publish(array)
+
+
+def configure_middleware() -> None:
+    """Defaults for the pip path, where no ROS 2 distro is sourced.
+
+    Fast DDS's default shared-memory segment is too small for 640x480 images at
+    30 Hz across processes; config/fastdds.xml enlarges it. A sourced ROS 2 keeps
+    the user's own middleware settings.
+    """
+    if os.environ.get("ROS_DISTRO"):
+        return
+    os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+    if "FASTDDS_DEFAULT_PROFILES_FILE" not in os.environ:
+        try:
+            os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(paths.config_file("fastdds.xml"))
+        except FileNotFoundError:
+            pass
+
+
+def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None, threads: int = 2) -> int:
+    """Create a node, spin it until Ctrl-C or SIGTERM, and shut down cleanly.
+
+    Returns the process exit code: 0 after a clean shutdown, 2 for invalid configuration.
+    """
+    configure_middleware()
+    rclpy.init(args=args)
+    try:
+        node = make_node()
+    except (ConfigError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    executor = MultiThreadedExecutor(num_threads=threads)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
