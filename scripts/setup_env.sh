@@ -72,6 +72,7 @@ if ! stamp_ok package setup.py vla_ros/nodes/*.py; then
   log "installing vla_ros (editable)"
   "${PIP[@]}" --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
   stamp package setup.py vla_ros/nodes/*.py
+  rm -f "$VENV/.stamp-interfaces"  # pip's reinstall removes the generated interfaces: install them again
 fi
 
 # 6. vla_ros's interfaces (msg/, srv/) into the venv prefix (after step 5: pip
@@ -79,7 +80,6 @@ fi
 if [ -z "${ROS_DISTRO:-}" ] && ! stamp_ok interfaces CMakeLists.txt package.xml msg/*.msg srv/*.srv; then
   log "generating vla_ros interfaces"
   export AMENT_PREFIX_PATH=$VENV CMAKE_PREFIX_PATH=$VENV PATH=$VENV/bin:$PATH
-  rm -rf build/interfaces
   cmake -S . -B build/interfaces -DCMAKE_INSTALL_PREFIX="$VENV" -DVLA_ROS_INSTALL_PYTHON=OFF \
     -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF > build-interfaces.log 2>&1 \
     && cmake --build build/interfaces -j "$(nproc)" >> build-interfaces.log 2>&1 \
