@@ -1,0 +1,145 @@
+"""The built-in policy's data format, training, checkpoints and chunk execution (no simulator needed)."""
+import json
+
+import numpy as np
+import pytest
+
+from vla_ros import arm
+from vla_ros.dataset import DatasetError, Episode, EpisodeDataset, write_info, write_shard
+from vla_ros.policies.builtin.config import CONFIGS, VLAConfig, named_config
+from vla_ros.policies.builtin.language import LanguageEncoder
+from vla_ros.policies.builtin.policy import BuiltinPolicy, CheckpointError
+from vla_ros.policies.builtin.train import chunk_offsets, train
+
+
+@pytest.fixture(scope="module")
+def language():
+    return LanguageEncoder(max_tokens=16)
+
+
+def _episode(rng, length, instruction, offset_sign):
+    """An episode whose actions depend on the image (bright square's column) and on the instruction."""
+    images = np.zeros((length, 48, 48, 3), dtype=np.uint8)
+    column = rng.integers(4, 40)
+    images[:, 20:28, column : column + 6] = 255
+    states = np.tile(arm.home_vector(), (length, 1)).astype(np.float32)
+    states[:, 0] += np.linspace(0, 0.2, length)
+    actions = states + offset_sign * (column / 48.0) * 0.1
+    return Episode(images, states, actions.astype(np.float32), instruction, {"task": "push"}, True, int(column))
+
+
+def _make_dataset(root, episodes_per_shard=4, shards=2, seed=0):
+    rng = np.random.default_rng(seed)
+    write_info(root, fps=10.0, image_size=(48, 48))
+    for shard in range(shards):
+        episodes = [_episode(rng, 12, text, sign) for text, sign in
+                    [("push the red cube left", 1.0), ("push the red cube right", -1.0)] * (episodes_per_shard // 2)]
+        write_shard(root, shard, episodes, first_episode_index=shard * episodes_per_shard)
+    return root
+
+
+def test_dataset_round_trips(tmp_path):
+    root = _make_dataset(tmp_path / "data")
+    dataset = EpisodeDataset(root)
+    assert len(dataset.episodes) == 8 and len(dataset) == 8 * 12
+    first = dataset.episodes[0]
+    assert first["language_instruction"] == "push the red cube left" and first["length"] == 12
+    start, end = dataset.episode_ranges()[5]
+    assert dataset.read("episode_index", start, end).tolist() == [5] * 12
+    assert dataset.read("frame_index", start, end).tolist() == list(range(12))
+    assert dataset.read("observation.image", start, end).shape == (12, 48, 48, 3)
+    info = json.loads((root / "meta" / "info.json").read_text())
+    assert info["joint_names"] == list(arm.COMMANDED_JOINTS)
+
+
+def test_dataset_refuses_mismatched_or_missing_parts(tmp_path):
+    root = _make_dataset(tmp_path / "data")
+    with pytest.raises(DatasetError, match="fps"):
+        write_info(root, fps=30.0, image_size=(48, 48))
+    (root / "data" / "shard-00001" / "action.npy").unlink()
+    with pytest.raises(DatasetError, match="missing action.npy"):
+        EpisodeDataset(root)
+    with pytest.raises(DatasetError, match="not a vla_ros dataset"):
+        EpisodeDataset(tmp_path / "nowhere")
+
+
+def test_chunk_offsets_repeat_the_last_action():
+    states = np.zeros((3, 8), dtype=np.float32)
+    actions = np.arange(3, dtype=np.float32)[:, None].repeat(8, axis=1)
+    offsets = chunk_offsets(states, actions, chunk_size=4)
+    assert offsets.shape == (3, 4, 8)
+    assert offsets[1, :, 0].tolist() == [1, 2, 2, 2]
+
+
+def test_tiny_config_trains_and_its_loss_falls(tmp_path, language):
+    root = _make_dataset(tmp_path / "data")
+    config = CONFIGS["tiny"]
+    policy = train(root, config, tmp_path / "ckpt" / "policy.pt", progress=False, val_every=25)
+    losses = [loss for _, loss in policy.metadata["history"]["loss"]]
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert (tmp_path / "ckpt" / "loss.png").is_file()
+
+
+@pytest.mark.parametrize("head, fusion", [("continuous", "film"), ("tokens", "cross_attention"), ("flow", "concat")])
+def test_checkpoint_reloads_to_identical_outputs(tmp_path, language, head, fusion):
+    root = _make_dataset(tmp_path / "data")
+    config = VLAConfig.from_dict({**CONFIGS["tiny"].to_dict(), "head": head, "fusion": fusion, "steps": 3})
+    policy = train(root, config, tmp_path / "policy.pt", progress=False)
+    reloaded = BuiltinPolicy.load(tmp_path / "policy.pt", language=language)
+    image = np.random.default_rng(1).integers(0, 255, (64, 80, 3), dtype=np.uint8)
+    state = arm.home_vector()
+    policy.reset()
+    reloaded.reset()
+    a = policy.predict_chunk(image, state, "push the red cube left")
+    b = reloaded.predict_chunk(image, state, "push the red cube left")
+    assert a.shape == (config.chunk_size, 8)
+    np.testing.assert_array_equal(a, b)
+    assert reloaded.metadata["trained_on"]["episodes"] == 8
+
+
+def test_corrupted_or_mismatched_checkpoints_give_clear_errors(tmp_path, language):
+    root = _make_dataset(tmp_path / "data")
+    path = tmp_path / "policy.pt"
+    train(root, VLAConfig.from_dict({**CONFIGS["tiny"].to_dict(), "steps": 1}), path, progress=False)
+    with pytest.raises(CheckpointError, match="not found"):
+        BuiltinPolicy.load(tmp_path / "missing.pt")
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        BuiltinPolicy.load(tmp_path / "garbage.pt")
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(path.read_bytes()[:2000])
+    with pytest.raises(CheckpointError):
+        BuiltinPolicy.load(truncated)
+    import torch
+
+    data = torch.load(path, weights_only=True)
+    data["config"]["hidden_dim"] = 128  # weights no longer fit the architecture
+    torch.save(data, tmp_path / "mismatch.pt")
+    with pytest.raises(CheckpointError, match="does not match"):
+        BuiltinPolicy.load(tmp_path / "mismatch.pt")
+
+
+def test_temporal_ensembling_blends_overlapping_chunks(tmp_path, language):
+    root = _make_dataset(tmp_path / "data")
+    policy = train(root, VLAConfig.from_dict({**CONFIGS["tiny"].to_dict(), "steps": 1}), tmp_path / "p.pt",
+                   progress=False)
+    chunks = iter([np.zeros((4, 8)), np.ones((4, 8))])
+    policy.predict_chunk = lambda image, state, instruction: next(chunks)
+    obs = type("Obs", (), {"image": np.zeros((48, 48, 3), np.uint8), "state": arm.home_vector()})()
+    first = policy.select_action(obs, "go home")
+    second = policy.select_action(obs, "go home")
+    assert np.all(first == 0)
+    # Steps 1..3 are covered by both chunks: oldest weighted 1, newest exp(-m).
+    m = policy.config.temporal_ensemble_decay
+    expected = np.exp(-m) / (1 + np.exp(-m))
+    np.testing.assert_allclose(second[:3], expected)
+    np.testing.assert_allclose(second[3], 1.0)
+
+
+def test_unknown_config_names_and_fields_are_rejected():
+    with pytest.raises(ValueError, match="unknown policy config"):
+        named_config("huge")
+    with pytest.raises(ValueError, match="unknown VLAConfig fields"):
+        VLAConfig.from_dict({"layers": 3})
+    with pytest.raises(ValueError, match="head must be"):
+        VLAConfig(head="transformer")

@@ -1,0 +1,85 @@
+"""Configuration of the built-in policy: one dataclass, plus the named configs `vla-ros train --config` takes."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+FUSIONS = ("film", "cross_attention", "concat")
+HEADS = ("continuous", "tokens", "flow")
+
+
+@dataclass(frozen=True)
+class VLAConfig:
+    # Observation
+    image_size: int = 96  # square RGB input; frames are resized to it
+    state_dim: int = 8  # arm.COMMANDED_JOINTS positions
+    # Language: all-MiniLM-L6-v2 token embeddings, pooled by learned attention
+    max_tokens: int = 16
+    language_dim: int = 128
+    # Vision: a small CNN trained from scratch, spatial-softmax keypoints
+    channels: tuple[int, ...] = (32, 64, 64, 64)
+    keypoints: int = 64
+    fusion: str = "film"  # film | cross_attention | concat
+    hidden_dim: int = 512
+    # Actions: K future absolute joint targets at the control period, predicted as
+    # normalised offsets from the current joint positions.
+    chunk_size: int = 10
+    action_dim: int = 8
+    head: str = "continuous"  # continuous | tokens | flow
+    token_bins: int = 256  # tokens head: bins per dimension over +-token_range std
+    token_range: float = 4.0
+    flow_steps: int = 10  # flow head: Euler integration steps at inference
+    # Execution: query every n_action_steps control steps; blend overlapping chunks
+    n_action_steps: int = 1
+    temporal_ensemble_decay: float = 0.1  # ACT's m: weight exp(-m * i), i = 0 for the oldest prediction
+    # Training
+    batch_size: int = 64
+    learning_rate: float = 3e-4
+    weight_decay: float = 1e-4
+    steps: int = 20000
+    shift_augmentation: int = 4  # pixels of random image shift
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
+        if not 1 <= self.n_action_steps <= self.chunk_size:
+            raise ValueError(f"n_action_steps must be in [1, chunk_size={self.chunk_size}], got {self.n_action_steps}")
+        if self.image_size < 32 or self.chunk_size < 1:
+            raise ValueError("image_size must be >= 32 and chunk_size >= 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> VLAConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown VLAConfig fields: {', '.join(unknown)}")
+        values = dict(data)
+        if "channels" in values:
+            values["channels"] = tuple(values["channels"])
+        return cls(**values)
+
+
+DEFAULT = VLAConfig()
+
+# Named configs for `vla-ros train --config NAME`.
+CONFIGS: dict[str, VLAConfig] = {
+    "default": DEFAULT,
+    "tokens": replace(DEFAULT, head="tokens"),
+    "flow": replace(DEFAULT, head="flow"),
+    "cross_attention": replace(DEFAULT, fusion="cross_attention"),
+    "concat": replace(DEFAULT, fusion="concat"),
+    # For tests and smoke runs: small and fast.
+    "tiny": replace(DEFAULT, image_size=48, channels=(8, 16, 16, 16), keypoints=8, hidden_dim=64, language_dim=32,
+                    chunk_size=4, steps=200, batch_size=16, learning_rate=1e-3),
+}
+
+
+def named_config(name: str) -> VLAConfig:
+    if name not in CONFIGS:
+        raise ValueError(f"unknown policy config {name!r}; choose from {', '.join(CONFIGS)}")
+    return CONFIGS[name]

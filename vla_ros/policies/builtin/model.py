@@ -1,0 +1,232 @@
+"""The network of the built-in policy: vision, language, fusion and three interchangeable action heads.
+
+Inputs are already normalised (see policy.py): image in [0, 1], state and action
+offsets standardised with the dataset's statistics. All heads predict a chunk of
+`chunk_size` x `action_dim` normalised offsets.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from vla_ros.policies.builtin.config import VLAConfig
+from vla_ros.policies.builtin.language import EMBEDDING_DIM
+
+
+class LanguagePooling(nn.Module):
+    """Learned-query attention over MiniLM token embeddings -> one instruction vector."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.project = nn.Linear(EMBEDDING_DIM, dim)
+        self.query = nn.Parameter(torch.randn(dim) / math.sqrt(dim))
+        self.out = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.GELU())
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        keys = self.project(tokens)  # (B, T, D)
+        scores = (keys @ self.query) / math.sqrt(keys.shape[-1])
+        scores = scores.masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores, dim=1).unsqueeze(-1)
+        return self.out((weights * keys).sum(dim=1)), keys
+
+
+class SpatialSoftmax(nn.Module):
+    """Feature map -> expected (x, y) image coordinates of `keypoints` learned keypoints."""
+
+    def __init__(self, in_channels: int, keypoints: int):
+        super().__init__()
+        self.to_keypoints = nn.Conv2d(in_channels, keypoints, 1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        maps = self.to_keypoints(features)
+        b, k, h, w = maps.shape
+        attention = torch.softmax(maps.flatten(2), dim=-1).view(b, k, h, w)
+        ys = torch.linspace(-1.0, 1.0, h, device=maps.device)
+        xs = torch.linspace(-1.0, 1.0, w, device=maps.device)
+        x = (attention.sum(dim=2) * xs).sum(dim=-1)
+        y = (attention.sum(dim=3) * ys).sum(dim=-1)
+        return torch.cat([x, y], dim=1)  # (B, 2K)
+
+
+class VisionEncoder(nn.Module):
+    """Small CNN with coordinate channels; its last two blocks are FiLM-modulated when fusion == 'film'."""
+
+    def __init__(self, config: VLAConfig):
+        super().__init__()
+        c = config.channels
+        self.blocks = nn.ModuleList(
+            [
+                nn.Conv2d(3 + 2, c[0], 5, stride=2, padding=2),
+                nn.Conv2d(c[0], c[1], 3, stride=2, padding=1),
+                nn.Conv2d(c[1], c[2], 3, stride=1, padding=1),
+                nn.Conv2d(c[2], c[3], 3, stride=1, padding=1),
+            ]
+        )
+        self.norms = nn.ModuleList([nn.GroupNorm(min(8, ch), ch) for ch in c])
+        self.film_blocks = (2, 3) if config.fusion == "film" else ()
+        self.out_channels = c[3]
+
+    def forward(self, image: torch.Tensor, film: list[tuple[torch.Tensor, torch.Tensor]] | None) -> torch.Tensor:
+        b, _, h, w = image.shape
+        ys = torch.linspace(-1.0, 1.0, h, device=image.device).view(1, 1, h, 1).expand(b, 1, h, w)
+        xs = torch.linspace(-1.0, 1.0, w, device=image.device).view(1, 1, 1, w).expand(b, 1, h, w)
+        x = torch.cat([image, xs, ys], dim=1)
+        for i, (conv, norm) in enumerate(zip(self.blocks, self.norms)):
+            x = norm(conv(x))
+            if i in self.film_blocks:
+                gamma, beta = film[self.film_blocks.index(i)]
+                x = x * (1.0 + gamma[:, :, None, None]) + beta[:, :, None, None]
+            x = F.relu(x)
+        return x
+
+
+class CrossAttentionFusion(nn.Module):
+    """Language tokens query the image feature map; returns the attended features, flattened."""
+
+    def __init__(self, channels: int, language_dim: int, queries: int = 4):
+        super().__init__()
+        self.queries = queries
+        self.to_query = nn.Linear(language_dim, queries * channels)
+        self.attention = nn.MultiheadAttention(channels, num_heads=4, batch_first=True)
+        self.out_dim = queries * channels
+
+    def forward(self, features: torch.Tensor, language: torch.Tensor) -> torch.Tensor:
+        b, c, _, _ = features.shape
+        tokens = F.adaptive_avg_pool2d(features, 12).flatten(2).transpose(1, 2)  # (B, 144, C)
+        query = self.to_query(language).view(b, self.queries, c)
+        attended, _ = self.attention(query, tokens, tokens, need_weights=False)
+        return attended.flatten(1)
+
+
+class ContinuousHead(nn.Module):
+    """ACT-style regression of the whole chunk (L1)."""
+
+    def __init__(self, config: VLAConfig):
+        super().__init__()
+        self.shape = (config.chunk_size, config.action_dim)
+        self.linear = nn.Linear(config.hidden_dim, config.chunk_size * config.action_dim)
+
+    def loss(self, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.l1_loss(self.linear(features).view(-1, *self.shape), target)
+
+    def predict(self, features: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.linear(features).view(-1, *self.shape)
+
+
+class TokenHead(nn.Module):
+    """RT-2/OpenVLA-style discrete actions: `token_bins` bins per dimension, cross-entropy."""
+
+    def __init__(self, config: VLAConfig, slot_dim: int = 32):
+        super().__init__()
+        self.shape = (config.chunk_size, config.action_dim)
+        self.bins = config.token_bins
+        self.range = config.token_range
+        slots = config.chunk_size * config.action_dim
+        self.to_slots = nn.Linear(config.hidden_dim, slots * slot_dim)
+        self.slot_embedding = nn.Parameter(torch.zeros(slots, slot_dim))
+        self.to_logits = nn.Linear(slot_dim, self.bins)
+        self.register_buffer("centres", torch.linspace(-self.range, self.range, self.bins))
+
+    def _logits(self, features: torch.Tensor) -> torch.Tensor:
+        slots = self.to_slots(features).view(features.shape[0], -1, self.slot_embedding.shape[1])
+        return self.to_logits(F.gelu(slots + self.slot_embedding))  # (B, slots, bins)
+
+    def loss(self, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        scaled = (target.clamp(-self.range, self.range) + self.range) / (2 * self.range)
+        labels = (scaled * (self.bins - 1)).round().long().flatten(1)
+        return F.cross_entropy(self._logits(features).transpose(1, 2), labels)
+
+    def predict(self, features: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        tokens = self._logits(features).argmax(dim=-1)
+        return self.centres[tokens].view(-1, *self.shape)
+
+
+class FlowHead(nn.Module):
+    """Flow matching over the chunk (as in pi0): learn the velocity from noise to actions, integrate with Euler."""
+
+    def __init__(self, config: VLAConfig):
+        super().__init__()
+        self.shape = (config.chunk_size, config.action_dim)
+        self.steps = config.flow_steps
+        size = config.chunk_size * config.action_dim
+        self.velocity = nn.Sequential(
+            nn.Linear(size + 32 + config.hidden_dim, config.hidden_dim),
+            nn.GELU(),
+            nn.Linear(config.hidden_dim, config.hidden_dim),
+            nn.GELU(),
+            nn.Linear(config.hidden_dim, size),
+        )
+
+    @staticmethod
+    def _time_embedding(t: torch.Tensor) -> torch.Tensor:
+        frequencies = torch.exp(torch.linspace(0.0, math.log(100.0), 16, device=t.device))
+        angles = t[:, None] * frequencies[None, :]
+        return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+
+    def _v(self, x: torch.Tensor, t: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        return self.velocity(torch.cat([x, self._time_embedding(t), features], dim=1))
+
+    def loss(self, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        x1 = target.flatten(1)
+        x0 = torch.randn_like(x1)
+        t = torch.rand(x1.shape[0], device=x1.device)
+        xt = (1 - t[:, None]) * x0 + t[:, None] * x1
+        return F.mse_loss(self._v(xt, t, features), x1 - x0)
+
+    def predict(self, features: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        b = features.shape[0]
+        x = torch.randn(b, self.shape[0] * self.shape[1], generator=generator, device=features.device)
+        dt = 1.0 / self.steps
+        for i in range(self.steps):
+            t = torch.full((b,), i * dt, device=features.device)
+            x = x + dt * self._v(x, t, features)
+        return x.view(-1, *self.shape)
+
+
+HEAD_CLASSES = {"continuous": ContinuousHead, "tokens": TokenHead, "flow": FlowHead}
+
+
+class VLAModel(nn.Module):
+    """image (B,3,H,W) in [0,1], state (B,8) normalised, language tokens (B,T,384) + mask -> chunk features."""
+
+    def __init__(self, config: VLAConfig):
+        super().__init__()
+        self.config = config
+        d = config.language_dim
+        self.language = LanguagePooling(d)
+        self.vision = VisionEncoder(config)
+        c = self.vision.out_channels
+        if config.fusion == "film":
+            self.film = nn.ModuleList([nn.Linear(d, 2 * config.channels[i]) for i in self.vision.film_blocks])
+        self.keypoints = SpatialSoftmax(c, config.keypoints)
+        fused_dim = 2 * config.keypoints + config.state_dim + d
+        if config.fusion == "cross_attention":
+            self.cross_attention = CrossAttentionFusion(c, d)
+            fused_dim += self.cross_attention.out_dim
+        self.trunk = nn.Sequential(
+            nn.Linear(fused_dim, config.hidden_dim),
+            nn.GELU(),
+            nn.Linear(config.hidden_dim, config.hidden_dim),
+            nn.GELU(),
+        )
+        self.head = HEAD_CLASSES[config.head](config)
+
+    def features(self, image, state, tokens, mask) -> torch.Tensor:
+        language, _ = self.language(tokens, mask)
+        film = None
+        if self.config.fusion == "film":
+            film = [tuple(layer(language).chunk(2, dim=1)) for layer in self.film]
+        feature_map = self.vision(image, film)
+        parts = [self.keypoints(feature_map), state, language]
+        if self.config.fusion == "cross_attention":
+            parts.append(self.cross_attention(feature_map, language))
+        return self.trunk(torch.cat(parts, dim=1))
+
+    def loss(self, image, state, tokens, mask, target) -> torch.Tensor:
+        return self.head.loss(self.features(image, state, tokens, mask), target)
+
+    def predict(self, image, state, tokens, mask, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.head.predict(self.features(image, state, tokens, mask), generator)

@@ -1,0 +1,170 @@
+"""BuiltinPolicy: the trained network wrapped with its normalisation, chunk execution and checkpoint I/O.
+
+`select_action(observation, instruction)` returns a (K, 8) chunk of absolute joint
+targets at the control period. The caller executes `n_action_steps` of it and
+calls again; overlapping chunks are blended by temporal ensembling (ACT), which
+smooths the boundaries between chunks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from vla_ros.policies.builtin.config import VLAConfig
+from vla_ros.policies.builtin.language import LanguageEncoder
+from vla_ros.policies.builtin.model import VLAModel
+
+CHECKPOINT_FORMAT = "vla_ros.builtin/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, corrupted or does not match this code."""
+
+
+@dataclass
+class Normalization:
+    """Statistics of the training data: state (8,) and action offsets from the state (K, 8)."""
+
+    state_mean: np.ndarray
+    state_std: np.ndarray
+    offset_mean: np.ndarray
+    offset_std: np.ndarray
+
+    @classmethod
+    def from_data(cls, states: np.ndarray, offsets: np.ndarray, floor: float = 1e-3) -> Normalization:
+        return cls(
+            states.mean(0).astype(np.float32),
+            np.maximum(states.std(0), floor).astype(np.float32),
+            offsets.mean(0).astype(np.float32),
+            np.maximum(offsets.std(0), floor).astype(np.float32),
+        )
+
+    def to_dict(self) -> dict[str, torch.Tensor]:
+        return {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in vars(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Normalization:
+        return cls(**{k: np.asarray(data[k], dtype=np.float32) for k in ("state_mean", "state_std", "offset_mean",
+                                                                          "offset_std")})
+
+
+def resize_image(image: np.ndarray, size: int) -> np.ndarray:
+    """RGB uint8 (H, W, 3) -> (size, size, 3), centre-cropped to a square first."""
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an RGB image (H, W, 3), got shape {image.shape}")
+    h, w = image.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    square = image[top : top + side, left : left + side]
+    if side == size:
+        return np.ascontiguousarray(square)
+    return cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def image_tensor(images: np.ndarray) -> torch.Tensor:
+    """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+class BuiltinPolicy:
+    """The shipped VLA policy. Build it from a checkpoint with `BuiltinPolicy.load(path)`."""
+
+    def __init__(self, config: VLAConfig, model: VLAModel, normalization: Normalization,
+                 metadata: dict | None = None, language: LanguageEncoder | None = None):
+        self.config = config
+        self.model = model.eval()
+        self.normalization = normalization
+        self.metadata = metadata or {}
+        self.language = language or LanguageEncoder(config.max_tokens)
+        self.n_action_steps = config.n_action_steps
+        self._generator = torch.Generator()
+        self.reset()
+
+    # -- the policy interface ------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget chunks in flight (new episode or new instruction)."""
+        self._step = 0
+        self._chunks: list[tuple[int, np.ndarray]] = []  # (first control step, (K, 8) targets)
+        self._generator.manual_seed(self.config.seed)
+
+    @torch.inference_mode()
+    def predict_chunk(self, image: np.ndarray, state: np.ndarray, instruction: str) -> np.ndarray:
+        """One forward pass: (K, 8) absolute joint targets, without ensembling."""
+        n = self.normalization
+        state = np.asarray(state, dtype=np.float32)
+        if state.shape != (self.config.state_dim,) or not np.all(np.isfinite(state)):
+            raise ValueError(f"state must be {self.config.state_dim} finite joint positions, got {state}")
+        tokens, mask = self.language.encode(instruction)
+        offsets = self.model.predict(
+            image_tensor(resize_image(image, self.config.image_size)[None]),
+            torch.from_numpy((state - n.state_mean) / n.state_std)[None],
+            torch.from_numpy(tokens)[None],
+            torch.from_numpy(mask)[None],
+            self._generator,
+        )[0].numpy()
+        return state[None, :] + offsets * n.offset_std + n.offset_mean
+
+    def select_action(self, observation, instruction: str) -> np.ndarray:
+        chunk = self.predict_chunk(observation.image, observation.state, instruction)
+        now = self._step
+        self._chunks = [(start, c) for start, c in self._chunks if start + len(c) > now] + [(now, chunk)]
+        self._step += self.n_action_steps
+        return self._ensemble(now)
+
+    def _ensemble(self, now: int) -> np.ndarray:
+        k = self.config.chunk_size
+        out = np.empty((k, self.config.action_dim), dtype=np.float64)
+        for j in range(k):
+            step = now + j
+            covering = [c[step - start] for start, c in self._chunks if start <= step < start + len(c)]
+            weights = np.exp(-self.config.temporal_ensemble_decay * np.arange(len(covering)))
+            out[j] = np.average(np.stack(covering), axis=0, weights=weights)
+        return out
+
+    # -- checkpoints --------------------------------------------------------------------
+    def save(self, path: str | Path, extra_metadata: dict | None = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        metadata = {**self.metadata, **(extra_metadata or {})}
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "config": self.config.to_dict(),
+                "model": self.model.state_dict(),
+                "normalization": self.normalization.to_dict(),
+                "metadata": metadata,
+            },
+            tmp,
+        )
+        tmp.replace(path)
+        self.metadata = metadata
+
+    @classmethod
+    def load(cls, path: str | Path, language: LanguageEncoder | None = None) -> BuiltinPolicy:
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint not found: {path}")
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # torch raises many types for a damaged file
+            raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__}: {err})") from err
+        if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+            found = data.get("format") if isinstance(data, dict) else type(data).__name__
+            raise CheckpointError(f"{path} is not a vla_ros built-in policy checkpoint "
+                                  f"(format {found!r}, expected {CHECKPOINT_FORMAT!r})")
+        missing = [k for k in ("config", "model", "normalization") if k not in data]
+        if missing:
+            raise CheckpointError(f"{path} lacks {', '.join(missing)}")
+        try:
+            config = VLAConfig.from_dict(data["config"])
+            model = VLAModel(config)
+            model.load_state_dict(data["model"])
+            normalization = Normalization.from_dict(data["normalization"])
+        except (ValueError, TypeError, KeyError, RuntimeError) as err:
+            raise CheckpointError(f"{path} does not match this version of the built-in policy: {err}") from err
+        return cls(config, model, normalization, data.get("metadata", {}), language)

@@ -1,0 +1,236 @@
+"""Behaviour cloning of the built-in policy from an episode dataset (vla_ros.dataset), on the CPU.
+
+Seeded, resumable (a training-state file beside the checkpoint), with periodic
+validation loss and, when an evaluator is given, in-simulator success. Writes
+loss.png and success.png beside the checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from vla_ros.dataset import EpisodeDataset
+from vla_ros.policies.builtin.config import VLAConfig
+from vla_ros.policies.builtin.language import LanguageEncoder
+from vla_ros.policies.builtin.model import VLAModel
+from vla_ros.policies.builtin.policy import BuiltinPolicy, Normalization, image_tensor, resize_image
+
+# Images above this many bytes stay memory-mapped instead of being loaded once.
+_IN_MEMORY_LIMIT = 6 * 1024**3
+
+
+@dataclass
+class TrainingData:
+    images: np.ndarray  # (N, S, S, 3) uint8 at the policy's image size
+    states: np.ndarray  # (N, 8)
+    offsets: np.ndarray  # (N, K, 8): future targets minus the current state
+    instruction_ids: np.ndarray  # (N,) index into instructions
+    instructions: list[str]
+    episode_of_frame: np.ndarray  # (N,) position of the frame's episode in dataset.episodes
+
+
+def chunk_offsets(states: np.ndarray, actions: np.ndarray, chunk_size: int) -> np.ndarray:
+    """For each step t of one episode: actions[t : t+K] (the last action repeated past the end) - states[t]."""
+    length = len(actions)
+    index = np.minimum(np.arange(length)[:, None] + np.arange(chunk_size)[None, :], length - 1)
+    return actions[index] - states[:, None, :]
+
+
+def load_training_data(dataset: EpisodeDataset, config: VLAConfig) -> TrainingData:
+    states, offsets, instruction_ids, episode_of_frame, images = [], [], [], [], []
+    instructions: dict[str, int] = {}
+    in_memory = dataset.num_frames * config.image_size**2 * 3 <= _IN_MEMORY_LIMIT
+    for position, ((start, end), episode) in enumerate(zip(dataset.episode_ranges(), dataset.episodes)):
+        episode_states = dataset.read("observation.state", start, end).astype(np.float32)
+        episode_actions = dataset.read("action", start, end).astype(np.float32)
+        states.append(episode_states)
+        offsets.append(chunk_offsets(episode_states, episode_actions, config.chunk_size))
+        text = episode["language_instruction"]
+        instruction_ids.append(np.full(end - start, instructions.setdefault(text, len(instructions))))
+        episode_of_frame.append(np.full(end - start, position))
+        if in_memory:
+            frames = dataset.read("observation.image", start, end)
+            images.append(np.stack([resize_image(f, config.image_size) for f in frames]))
+    if not in_memory:
+        raise MemoryError(f"{dataset.num_frames} frames at {config.image_size}px exceed the in-memory limit; "
+                          "train on a smaller image size or fewer episodes")
+    return TrainingData(
+        images=np.concatenate(images),
+        states=np.concatenate(states),
+        offsets=np.concatenate(offsets).astype(np.float32),
+        instruction_ids=np.concatenate(instruction_ids),
+        instructions=list(instructions),
+        episode_of_frame=np.concatenate(episode_of_frame),
+    )
+
+
+def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+    """DrQ-style augmentation: shift each image by up to `pad` pixels (edge-replicated)."""
+    if pad == 0:
+        return images
+    b, _, h, w = images.shape
+    padded = torch.nn.functional.pad(images, (pad, pad, pad, pad), mode="replicate")
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+    return torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(b)])
+
+
+class Trainer:
+    """Owns the model, optimiser and data of one training run."""
+
+    def __init__(self, data: TrainingData, config: VLAConfig, normalization: Normalization,
+                 language: LanguageEncoder, train_frames: np.ndarray, val_frames: np.ndarray):
+        torch.manual_seed(config.seed)
+        self.config = config
+        self.data = data
+        self.normalization = normalization
+        self.model = VLAModel(config)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.learning_rate,
+                                           weight_decay=config.weight_decay)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: 0.5 * (1 + np.cos(np.pi * min(step, config.steps) / config.steps)))
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.train_frames, self.val_frames = train_frames, val_frames
+        tokens, masks = language.encode_many(data.instructions)
+        self.tokens, self.masks = torch.from_numpy(tokens), torch.from_numpy(masks)
+        self.states_norm = torch.from_numpy((data.states - normalization.state_mean) / normalization.state_std)
+        self.targets_norm = torch.from_numpy((data.offsets - normalization.offset_mean) / normalization.offset_std)
+        self.step = 0
+        self.history: dict[str, list] = {"loss": [], "val_loss": [], "success": []}
+
+    def batch(self, frames: np.ndarray, augment: bool):
+        ids = torch.from_numpy(self.data.instruction_ids[frames])
+        images = image_tensor(self.data.images[frames])
+        if augment:
+            images = random_shift(images, self.config.shift_augmentation, self.generator)
+        index = torch.from_numpy(frames)
+        return images, self.states_norm[index], self.tokens[ids], self.masks[ids], self.targets_norm[index]
+
+    def train_step(self) -> float:
+        self.model.train()
+        picks = torch.randint(0, len(self.train_frames), (self.config.batch_size,), generator=self.generator)
+        loss = self.model.loss(*self.batch(self.train_frames[picks.numpy()], augment=True))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
+        self.optimizer.step()
+        self.schedule.step()
+        self.step += 1
+        return loss.item()
+
+    @torch.no_grad()
+    def validation_loss(self, max_frames: int = 2048) -> float:
+        self.model.eval()
+        frames = self.val_frames[:max_frames]
+        losses = []
+        torch.manual_seed(self.config.seed)  # the flow head samples noise in its loss
+        for start in range(0, len(frames), 256):
+            losses.append(float(self.model.loss(*self.batch(frames[start : start + 256], augment=False))))
+        return float(np.mean(losses)) if losses else float("nan")
+
+    def policy(self, language: LanguageEncoder, metadata: dict) -> BuiltinPolicy:
+        return BuiltinPolicy(self.config, self.model, self.normalization, metadata, language)
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict(), "generator": self.generator.get_state(),
+                "torch_rng": torch.get_rng_state(), "history": json.dumps(self.history)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = int(state["step"])
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.history = json.loads(state["history"])
+
+
+def split_episodes(num_episodes: int, val_fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask over episodes: True for validation."""
+    rng = np.random.default_rng(seed)
+    val = np.zeros(num_episodes, dtype=bool)
+    count = int(round(num_episodes * val_fraction)) if num_episodes > 1 else 0
+    val[rng.choice(num_episodes, size=count, replace=False)] = True
+    return val
+
+
+def train(data_dir: str | Path, config: VLAConfig, out: str | Path, *, resume: bool = False,
+          evaluate: Callable[[BuiltinPolicy], float] | None = None, eval_every: int = 0,
+          val_every: int = 500, val_fraction: float = 0.05, progress: bool = True) -> BuiltinPolicy:
+    """Train the policy on `data_dir` and save it to `out`; returns the trained policy."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    dataset = EpisodeDataset(data_dir)
+    data = load_training_data(dataset, config)
+    is_val_episode = split_episodes(len(dataset.episodes), val_fraction, config.seed)
+    val_mask = is_val_episode[data.episode_of_frame]
+    normalization = Normalization.from_data(data.states[~val_mask], data.offsets[~val_mask])
+    language = LanguageEncoder(config.max_tokens)
+    trainer = Trainer(data, config, normalization, language,
+                      np.flatnonzero(~val_mask), np.flatnonzero(val_mask))
+    state_path = out.with_name(out.name + ".train_state")
+    if resume and state_path.is_file():
+        trainer.load_state_dict(torch.load(state_path, map_location="cpu", weights_only=False))
+    metadata = {
+        "trained_on": {"dataset": str(Path(data_dir).resolve()), "episodes": len(dataset.episodes),
+                       "frames": dataset.num_frames, "validation_episodes": int(is_val_episode.sum()),
+                       "instructions": len(data.instructions)},
+        "train_seed": config.seed,
+    }
+    started = time.monotonic() - trainer.history.get("elapsed", 0.0)  # resumed runs keep counting
+    bar = tqdm(total=config.steps, initial=trainer.step, desc="train", disable=not progress, unit="step")
+    running = []
+    log_every = max(1, min(50, config.steps // 10))
+    while trainer.step < config.steps:
+        running.append(trainer.train_step())
+        bar.update(1)
+        last = trainer.step == config.steps
+        if trainer.step % log_every == 0 or last:
+            trainer.history["loss"].append([trainer.step, float(np.mean(running))])
+            bar.set_postfix(loss=f"{np.mean(running):.4f}")
+            running = []
+        if (val_every and trainer.step % val_every == 0) or last:
+            trainer.history["val_loss"].append([trainer.step, trainer.validation_loss()])
+            trainer.history["elapsed"] = time.monotonic() - started
+            torch.save(trainer.state_dict(), state_path)
+        if evaluate is not None and ((eval_every and trainer.step % eval_every == 0) or last):
+            trainer.history["success"].append([trainer.step, evaluate(trainer.policy(language, metadata))])
+    bar.close()
+    metadata["train_seconds"] = round(time.monotonic() - started, 1)
+    metadata["history"] = trainer.history
+    policy = trainer.policy(language, metadata)
+    policy.save(out)
+    plot_history(trainer.history, out.parent)
+    return policy
+
+
+def plot_history(history: dict, directory: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    for name, series, ylabel in (("loss.png", ("loss", "val_loss"), "loss"), ("success.png", ("success",), "success")):
+        if not any(history.get(s) for s in series):
+            continue
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for key in series:
+            if history.get(key):
+                steps, values = zip(*history[key])
+                ax.plot(steps, values, label=key.replace("_", " "))
+        ax.set_xlabel("training step")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(directory / name, dpi=100)
+        plt.close(fig)
