@@ -1,0 +1,324 @@
+"""The scripted expert: solves every task of the suite from the simulator's true state.
+
+It reads the current task and the true object poses from the SimWorld it was
+built with (the instruction is not needed), moves the tool centre point along
+straight lines at bounded speed with a top-down hand, and turns each Cartesian
+waypoint into joint targets by damped least-squares IK on MuJoCo's Jacobian of
+the `tcp` site, with a null-space pull towards the home posture. Joint steps are
+kept under the velocity limits, so its targets pass a safety filter unchanged.
+
+It is closed-loop (re-plans every control step from the true state), so with
+`ExpertNoise` (Gaussian target noise, random detours) demonstrations show
+recoveries. `clean_action` is the noiseless target of the last step: the label
+to record when collecting noisy demonstrations.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+
+from vla_ros import arm
+from vla_ros.policies.base import CONTROL_DT, Observation
+from vla_ros.sim import tasks
+from vla_ros.sim.state import WorldState
+from vla_ros.sim.world import SimWorld
+
+# Motion (m/s, m). Free moves are fast, moves near objects slow.
+TRAVEL_SPEED = 0.35
+APPROACH_SPEED = 0.15
+PUSH_SPEED = 0.08
+MAX_TURN = 0.25  # rad of hand rotation per control step
+JOINT_SPEED_FRACTION = 0.8  # of each joint's velocity limit
+GRIPPER_STEP = 0.009  # m of finger opening per control step (0.09 m/s, under the 0.1 m/s limit)
+CLEARANCE = 0.10  # m above the top of what the hand moves over
+GRASP_FRACTION = 0.4  # grasp this far up an object's height
+PUSH_HEIGHT = 0.02  # m, fingertips above the table while pushing
+PUSH_BEHIND = 0.025  # m between the object's footprint and the fingers' centre before a push
+REACHED = 0.008  # m, a waypoint counts as reached
+GRASP_WAIT_STEPS = 3  # control steps to wait with the gripper closed before judging the grasp
+# Damped least squares.
+IK_ITERATIONS = 3
+IK_DAMPING = 0.05
+POSTURE_GAIN = 0.1
+
+
+@dataclass(frozen=True)
+class ExpertNoise:
+    """Perturbations for demonstrations that show recoveries."""
+
+    action_std: float = 0.0  # rad, Gaussian noise on executed arm targets
+    detour_probability: float = 0.0  # per control step, chance of starting a detour
+    detour_size: float = 0.05  # m, largest offset of a detour's waypoint
+    detour_steps: int = 5  # control steps a detour lasts
+
+
+class _Kinematics:
+    """TCP pose and damped least-squares IK on a private MjData of the world's model."""
+
+    def __init__(self, world: SimWorld):
+        self._model = world.model
+        self._data = mujoco.MjData(world.model)
+        self._qpos = np.array([world.model.joint(n).qposadr[0] for n in arm.ARM_JOINTS])
+        self._dofs = np.array([world.model.joint(n).dofadr[0] for n in arm.ARM_JOINTS])
+        self._site = world.model.site("tcp").id
+        limits = arm.limits_arrays(arm.ARM_JOINTS)
+        margin = 0.02
+        self._lower, self._upper = limits["lower"] + margin, limits["upper"] - margin
+        self._home = arm.home_vector()[:7]
+        self._jacp = np.zeros((3, world.model.nv))
+        self._jacr = np.zeros((3, world.model.nv))
+
+    def pose(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self._data.qpos[self._qpos] = q
+        mujoco.mj_kinematics(self._model, self._data)
+        return self._data.site_xpos[self._site].copy(), self._data.site_xmat[self._site].reshape(3, 3).copy()
+
+    def solve(self, q: np.ndarray, position: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+        q = q.copy()
+        for _ in range(IK_ITERATIONS):
+            current_position, current_rotation = self.pose(q)
+            mujoco.mj_comPos(self._model, self._data)
+            mujoco.mj_jacSite(self._model, self._data, self._jacp, self._jacr, self._site)
+            jacobian = np.vstack([self._jacp[:, self._dofs], self._jacr[:, self._dofs]])
+            error = np.concatenate([position - current_position, rotation_error(rotation, current_rotation)])
+            inverse = jacobian.T @ np.linalg.inv(jacobian @ jacobian.T + IK_DAMPING**2 * np.eye(6))
+            null_space = np.eye(7) - inverse @ jacobian
+            q = q + inverse @ error + null_space @ (POSTURE_GAIN * (self._home - q))
+            q = np.clip(q, self._lower, self._upper)
+        return q
+
+
+def rotation_error(target: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """Rotation vector (axis * angle, world frame) turning `current` into `target`."""
+    quat_target, quat_current, difference = np.zeros(4), np.zeros(4), np.zeros(4)
+    mujoco.mju_mat2Quat(quat_target, target.ravel())
+    mujoco.mju_mat2Quat(quat_current, current.ravel())
+    mujoco.mju_negQuat(quat_current, quat_current)
+    mujoco.mju_mulQuat(difference, quat_target, quat_current)
+    if difference[0] < 0:  # the short way round
+        difference = -difference
+    velocity = np.zeros(3)
+    mujoco.mju_quat2Vel(velocity, difference, 1.0)
+    return velocity
+
+
+def _yaw_rotation(yaw: float) -> np.ndarray:
+    c, s = np.cos(yaw), np.sin(yaw)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+# The hand pointing down as at home (TCP x forward, fingers closing along y).
+HAND_DOWN = arm.forward_kinematics(arm.home_vector()[:7])[-1][:3, :3]
+
+
+class ExpertPolicy:
+    """Scripted expert with privileged access to `world` (satisfies policies.base.Policy)."""
+
+    def __init__(self, world: SimWorld, noise: ExpertNoise | None = None, seed: int = 0):
+        self.world = world
+        self.noise = noise or ExpertNoise()
+        self.seed = seed
+        self._kinematics = _Kinematics(world)
+        self.clean_action = np.zeros(len(arm.COMMANDED_JOINTS))
+        self.reset()
+
+    def reset(self) -> None:
+        self.phase = "start"
+        self._gripper: float | None = None
+        self._wait = 0
+        self._detour_left = 0
+        self._detour = np.zeros(3)
+        self._push_start: np.ndarray | None = None
+        # Noise differs per episode yet repeats for the same world seed.
+        self._rng = np.random.default_rng([self.seed, self.world.seed or 0])
+
+    def select_action(self, observation: Observation, instruction: str) -> np.ndarray:
+        state = self.world.snapshot()
+        q = state.joints[:7]
+        if self._gripper is None:
+            self._gripper = float(state.joints[7])
+        goal = self._plan(state)  # (tcp position, yaw, gripper, speed) or joint targets
+        self._advance_detour()
+        clean = self._targets(q, state, goal, detour=np.zeros(3))
+        executed = self._targets(q, state, goal, detour=self._detour) if self._detour_left else clean.copy()
+        if self.noise.action_std > 0:
+            executed[:7] += self._rng.normal(0.0, self.noise.action_std, 7)
+        limits = arm.limits_arrays()
+        self.clean_action = np.clip(clean, limits["lower"], limits["upper"])
+        return np.clip(executed, limits["lower"], limits["upper"])[None, :]
+
+    # ------------------------------------------------------------------ motion
+
+    def _targets(self, q: np.ndarray, state: WorldState, goal, detour: np.ndarray) -> np.ndarray:
+        if goal[0] == "joints":
+            joint_goal = goal[1]
+        else:
+            _, position, yaw, speed = goal
+            waypoint = _step_towards(state.tcp, position + detour, speed * CONTROL_DT)
+            _, current_rotation = self._kinematics.pose(q)
+            turn = rotation_error(_yaw_rotation(yaw) @ HAND_DOWN, current_rotation)
+            angle = np.linalg.norm(turn)
+            if angle > MAX_TURN:
+                turn *= MAX_TURN / angle
+            rotation_step = np.zeros(9)
+            quat = np.zeros(4)
+            mujoco.mju_axisAngle2Quat(quat, turn / max(np.linalg.norm(turn), 1e-12), np.linalg.norm(turn))
+            mujoco.mju_quat2Mat(rotation_step, quat)
+            joint_goal = self._kinematics.solve(q, waypoint, rotation_step.reshape(3, 3) @ current_rotation)
+        max_step = arm.limits_arrays(arm.ARM_JOINTS)["velocity"] * JOINT_SPEED_FRACTION * CONTROL_DT
+        arm_targets = q + np.clip(joint_goal - q, -max_step, max_step)
+        return np.append(arm_targets, self._gripper)
+
+    def _advance_detour(self) -> None:
+        if self._detour_left:
+            self._detour_left -= 1
+            if not self._detour_left:
+                self._detour = np.zeros(3)
+        elif self.noise.detour_probability > 0 and self._rng.random() < self.noise.detour_probability:
+            self._detour_left = self.noise.detour_steps
+            self._detour = self._rng.uniform(-self.noise.detour_size, self.noise.detour_size, 3)
+            self._detour[2] = abs(self._detour[2])  # detours go up, never into the table
+
+    def _move_gripper(self, opening: float) -> bool:
+        """Ramp the commanded opening towards `opening`; True once commanded there."""
+        self._gripper = float(self._gripper + np.clip(opening - self._gripper, -GRIPPER_STEP, GRIPPER_STEP))
+        return self._gripper == opening
+
+    # ---------------------------------------------------------------- planning
+
+    def _plan(self, state: WorldState):
+        task = self.world.task
+        hold = ("joints", state.joints[:7])
+        if task is None:
+            return hold
+        kind = task["task"]
+        if kind == "home":
+            self._move_gripper(arm.HOME_POSITIONS[arm.GRIPPER_JOINT])
+            return ("joints", arm.home_vector()[:7])
+        if kind == "open_gripper":
+            self._move_gripper(arm.HOME_POSITIONS[arm.GRIPPER_JOINT])
+            return hold
+        if kind == "close_gripper":
+            self._move_gripper(0.0)
+            return hold
+        if kind == "push":
+            return self._plan_push(task, state)
+        return self._plan_grasp(task, state)
+
+    def _plan_grasp(self, task: dict, state: WorldState):
+        """pick, place and stack: grasp from above, lift, then (place, stack) carry and release."""
+        name = task["object"]
+        body = state.bodies[name]
+        held = name in state.in_hand
+        yaw = self._grasp_yaw(name)
+        grasp_height = state.bottom(name) + GRASP_FRACTION * 2 * body.half_height
+        above_object = np.array([*body.position[:2], state.top(name) + CLEARANCE])
+        if self.phase in ("start", "approach"):
+            self._move_gripper(arm.HOME_POSITIONS[arm.GRIPPER_JOINT])
+            self.phase = "approach"
+            if _close(state.tcp[:2], above_object[:2], REACHED) and state.tcp[2] >= above_object[2] - 0.05:
+                self.phase = "descend"
+            return ("tcp", above_object, yaw, TRAVEL_SPEED)
+        if self.phase == "descend":
+            self._move_gripper(arm.HOME_POSITIONS[arm.GRIPPER_JOINT])
+            goal = np.array([*body.position[:2], grasp_height])
+            if _close(state.tcp, goal, REACHED * 0.75):
+                self.phase, self._wait = "close", 0
+            return ("tcp", goal, yaw, APPROACH_SPEED)
+        if self.phase == "close":
+            if self._move_gripper(0.0):
+                self._wait += 1
+                if held and self._wait >= GRASP_WAIT_STEPS:
+                    self.phase = "lift"
+                elif self._wait >= 2 * GRASP_WAIT_STEPS:
+                    self.phase = "approach"  # missed: open and try again
+            return ("tcp", np.array([*body.position[:2], grasp_height]), yaw, APPROACH_SPEED)
+        if not held and self.phase in ("lift", "carry", "lower"):
+            self.phase = "approach"  # dropped it
+            return self._plan_grasp(task, state)
+        hand_yaw = self._current_yaw()
+        if self.phase == "lift":
+            lifted = np.array([*state.tcp[:2], grasp_height + CLEARANCE + 0.05])
+            if task["task"] != "pick" and state.bottom(name) >= state.top(task["target"]) + CLEARANCE * 0.6:
+                self.phase = "carry"
+            return ("tcp", lifted, hand_yaw, APPROACH_SPEED)
+        target = state.bodies[task["target"]]
+        # Where the TCP goes so that the object's bottom is `gap` above the target's top.
+        tcp_over_bottom = state.tcp[2] - state.bottom(name)
+        if self.phase == "carry":
+            carry = np.array([*target.position[:2], state.top(task["target"]) + CLEARANCE * 0.6 + tcp_over_bottom])
+            if _close(state.tcp[:2], carry[:2], REACHED * 0.75):
+                self.phase = "lower"
+            return ("tcp", carry, hand_yaw, TRAVEL_SPEED)
+        if self.phase == "lower":
+            release_at = np.array([*target.position[:2], state.top(task["target"]) + 0.005 + tcp_over_bottom])
+            if state.bottom(name) - state.top(task["target"]) <= 0.01:
+                self.phase = "release"
+            return ("tcp", release_at, hand_yaw, APPROACH_SPEED)
+        # release, then retreat upwards
+        if self._move_gripper(arm.HOME_POSITIONS[arm.GRIPPER_JOINT]) and not held:
+            self.phase = "retreat"
+        if self.phase == "retreat":
+            return ("tcp", np.array([*state.tcp[:2], state.top(name) + CLEARANCE]), hand_yaw, APPROACH_SPEED)
+        return ("joints", state.joints[:7])
+
+    def _plan_push(self, task: dict, state: WorldState):
+        """Close the hand, come down behind the object, push it along the direction, lift away."""
+        name = task["object"]
+        body = state.bodies[name]
+        direction = np.append(tasks.DIRECTION_VECTORS[task["direction"]], 0.0)
+        yaw = float(np.arctan2(direction[1], direction[0]))
+        yaw = yaw - np.pi if yaw > np.pi / 2 else yaw  # the closed fingers are symmetric: turn the short way
+        if self._push_start is None:
+            self._push_start = body.position.copy()
+        behind = body.position - direction * (self.world.footprint(name) + PUSH_BEHIND)
+        self._move_gripper(0.0)
+        if self.phase in ("start", "approach"):
+            self.phase = "approach"
+            above = np.array([behind[0], behind[1], state.top(name) + CLEARANCE * 0.6])
+            if _close(state.tcp[:2], above[:2], REACHED) and state.tcp[2] >= above[2] - 0.05:
+                self.phase = "descend"
+            return ("tcp", above, yaw, TRAVEL_SPEED)
+        if self.phase == "descend":
+            goal = np.array([behind[0], behind[1], PUSH_HEIGHT])
+            if _close(state.tcp, goal, REACHED):
+                self.phase = "push"
+            return ("tcp", goal, yaw, APPROACH_SPEED)
+        distance = task.get("distance", tasks.PUSH_DEFAULT_DISTANCE)
+        moved = float((body.position - self._push_start)[:2] @ direction[:2])
+        if self.phase == "push":
+            # In contact, the object moves as far as the fingers do: advance them by what is
+            # left to go, on the line through the object's centre.
+            across = np.array([-direction[1], direction[0], 0.0])
+            lateral = float((body.position - state.tcp) @ across)
+            goal = state.tcp + direction * (distance - moved) + across * lateral
+            goal[2] = PUSH_HEIGHT
+            if moved >= distance - 0.003:
+                self.phase = "retreat"
+            return ("tcp", goal, yaw, PUSH_SPEED)
+        return ("tcp", np.array([*state.tcp[:2], state.top(name) + CLEARANCE]), yaw, APPROACH_SPEED)
+
+    def _grasp_yaw(self, name: str) -> float:
+        """Hand yaw for grasping: cubes across two faces (the option nearest the home yaw),
+        cylinders at the home yaw."""
+        if self.world.object_shape(name)[0] != "box":
+            return 0.0
+        yaw = self.world.object_yaw(name)
+        return float((yaw + np.pi / 4) % (np.pi / 2) - np.pi / 4)
+
+    def _current_yaw(self) -> float:
+        _, rotation = self._kinematics.pose(self.world.joint_positions()[:7])
+        relative = rotation @ HAND_DOWN.T
+        return float(np.arctan2(relative[1, 0], relative[0, 0]))
+
+
+def _step_towards(start: np.ndarray, goal: np.ndarray, max_step: float) -> np.ndarray:
+    delta = goal - start
+    distance = np.linalg.norm(delta)
+    return goal if distance <= max_step else start + delta * (max_step / distance)
+
+
+def _close(a, b, tolerance: float) -> bool:
+    return bool(np.linalg.norm(np.asarray(a) - np.asarray(b)) <= tolerance)
