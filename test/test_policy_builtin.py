@@ -119,23 +119,6 @@ def test_corrupted_or_mismatched_checkpoints_give_clear_errors(tmp_path, languag
         BuiltinPolicy.load(tmp_path / "mismatch.pt")
 
 
-def test_temporal_ensembling_blends_overlapping_chunks(tmp_path, language):
-    root = _make_dataset(tmp_path / "data")
-    policy = train(root, VLAConfig.from_dict({**CONFIGS["tiny"].to_dict(), "steps": 1}), tmp_path / "p.pt",
-                   progress=False)
-    chunks = iter([np.zeros((4, 8)), np.ones((4, 8))])
-    policy.predict_chunk = lambda image, state, instruction: next(chunks)
-    obs = type("Obs", (), {"image": np.zeros((48, 48, 3), np.uint8), "state": arm.home_vector()})()
-    first = policy.select_action(obs, "go home")
-    second = policy.select_action(obs, "go home")
-    assert np.all(first == 0)
-    # Steps 1..3 are covered by both chunks: oldest weighted 1, newest exp(-m).
-    m = policy.config.temporal_ensemble_decay
-    expected = np.exp(-m) / (1 + np.exp(-m))
-    np.testing.assert_allclose(second[:3], expected)
-    np.testing.assert_allclose(second[3], 1.0)
-
-
 def test_unknown_config_names_and_fields_are_rejected():
     with pytest.raises(ValueError, match="unknown policy config"):
         named_config("huge")

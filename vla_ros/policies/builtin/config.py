@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
+from vla_ros.policies.chunking import AGGREGATION_MODES
+
 FUSIONS = ("film", "cross_attention", "concat")
 HEADS = ("continuous", "tokens", "flow")
 
@@ -28,8 +30,10 @@ class VLAConfig:
     token_bins: int = 256  # tokens head: bins per dimension over +-token_range std
     token_range: float = 4.0
     flow_steps: int = 10  # flow head: Euler integration steps at inference
-    # Execution: query every n_action_steps control steps; blend overlapping chunks
+    # Execution (vla_ros.policies.chunking): query every n_action_steps control steps and
+    # blend overlapping chunks with this aggregation mode
     n_action_steps: int = 1
+    aggregation: str = "ensemble"  # ensemble | latest | average
     temporal_ensemble_decay: float = 0.1  # ACT's m: weight exp(-m * i), i = 0 for the oldest prediction
     # Training
     batch_size: int = 64
@@ -46,6 +50,8 @@ class VLAConfig:
             raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
         if not 1 <= self.n_action_steps <= self.chunk_size:
             raise ValueError(f"n_action_steps must be in [1, chunk_size={self.chunk_size}], got {self.n_action_steps}")
+        if self.aggregation not in AGGREGATION_MODES:
+            raise ValueError(f"aggregation must be one of {AGGREGATION_MODES}, got {self.aggregation!r}")
         if self.image_size < 32 or self.chunk_size < 1:
             raise ValueError("image_size must be >= 32 and chunk_size >= 1")
 

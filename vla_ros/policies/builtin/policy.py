@@ -2,8 +2,8 @@
 
 `select_action(observation, instruction)` returns a (K, 8) chunk of absolute joint
 targets at the control period. The caller executes `n_action_steps` of it and
-calls again; overlapping chunks are blended by temporal ensembling (ACT), which
-smooths the boundaries between chunks.
+calls again, blending overlapping chunks with vla_ros.policies.chunking (the
+config's `aggregation` mode is the one it was evaluated with).
 """
 from __future__ import annotations
 
@@ -81,14 +81,13 @@ class BuiltinPolicy:
         self.metadata = metadata or {}
         self.language = language or LanguageEncoder(config.max_tokens)
         self.n_action_steps = config.n_action_steps
+        self.aggregation = config.aggregation
         self._generator = torch.Generator()
         self.reset()
 
     # -- the policy interface ------------------------------------------------------------
     def reset(self) -> None:
-        """Forget chunks in flight (new episode or new instruction)."""
-        self._step = 0
-        self._chunks: list[tuple[int, np.ndarray]] = []  # (first control step, (K, 8) targets)
+        """Restart the sampling noise of the flow head, so episodes are reproducible."""
         self._generator.manual_seed(self.config.seed)
 
     @torch.inference_mode()
@@ -109,21 +108,7 @@ class BuiltinPolicy:
         return state[None, :] + offsets * n.offset_std + n.offset_mean
 
     def select_action(self, observation, instruction: str) -> np.ndarray:
-        chunk = self.predict_chunk(observation.image, observation.state, instruction)
-        now = self._step
-        self._chunks = [(start, c) for start, c in self._chunks if start + len(c) > now] + [(now, chunk)]
-        self._step += self.n_action_steps
-        return self._ensemble(now)
-
-    def _ensemble(self, now: int) -> np.ndarray:
-        k = self.config.chunk_size
-        out = np.empty((k, self.config.action_dim), dtype=np.float64)
-        for j in range(k):
-            step = now + j
-            covering = [c[step - start] for start, c in self._chunks if start <= step < start + len(c)]
-            weights = np.exp(-self.config.temporal_ensemble_decay * np.arange(len(covering)))
-            out[j] = np.average(np.stack(covering), axis=0, weights=weights)
-        return out
+        return self.predict_chunk(observation.image, observation.state, instruction)
 
     # -- checkpoints --------------------------------------------------------------------
     def save(self, path: str | Path, extra_metadata: dict | None = None) -> None:

@@ -1,0 +1,39 @@
+"""Chunk aggregation: which target each control step gets when chunks overlap."""
+import numpy as np
+import pytest
+
+from vla_ros.policies.chunking import ChunkAggregator
+
+
+def _two_overlapping(mode):
+    aggregator = ChunkAggregator(mode, decay=0.5)
+    aggregator.add(np.zeros((4, 2)), start_step=0)
+    aggregator.add(np.ones((4, 2)), start_step=1)
+    return aggregator
+
+
+def test_ensemble_weights_the_oldest_chunk_most():
+    aggregator = _two_overlapping("ensemble")
+    assert np.all(aggregator.target(0) == 0)
+    expected = np.exp(-0.5) / (1 + np.exp(-0.5))  # oldest weight 1, newest exp(-0.5)
+    np.testing.assert_allclose(aggregator.target(1), expected)
+    np.testing.assert_allclose(aggregator.target(4), 1.0)  # only the second chunk reaches step 4
+
+
+def test_latest_and_average_modes():
+    np.testing.assert_allclose(_two_overlapping("latest").target(2), 1.0)
+    np.testing.assert_allclose(_two_overlapping("average").target(2), 0.5)
+
+
+def test_steps_past_every_chunk_have_no_target_and_expired_chunks_are_dropped():
+    aggregator = _two_overlapping("ensemble")
+    assert aggregator.target(5) is None
+    aggregator.add(np.full((2, 2), 3.0), start_step=5)
+    np.testing.assert_allclose(aggregator.target(5), 3.0)  # the expired chunks no longer blend in
+
+
+def test_bad_modes_and_chunks_are_rejected():
+    with pytest.raises(ValueError, match="aggregation mode"):
+        ChunkAggregator("median")
+    with pytest.raises(ValueError, match="chunk must be"):
+        ChunkAggregator().add(np.zeros(8), 0)
