@@ -1,0 +1,53 @@
+"""Policies: everything that turns (camera image, joint state, instruction) into joint targets.
+
+`load_policy("expert", world=world)` or `load_policy("path/to/checkpoint.pt")` returns
+an object satisfying `vla_ros.policies.base.Policy`. Adding a policy is one registry
+line: a name (or a checkpoint file suffix) and the "module:factory" that builds it.
+Factories are imported only when asked for, so torch loads only for learned policies.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+from pathlib import Path
+
+from vla_ros.policies.base import ACTION_DIM, CONTROL_DT, Observation, Policy
+
+__all__ = ["ACTION_DIM", "CONTROL_DT", "Observation", "Policy", "available_policies", "load_policy"]
+
+# name -> "module:factory"
+POLICIES: dict[str, str] = {
+    "expert": "vla_ros.sim.expert:ExpertPolicy",  # privileged: needs world=SimWorld
+}
+# checkpoint file suffix -> "module:factory" taking the path first
+CHECKPOINT_LOADERS: dict[str, str] = {}
+
+
+def available_policies() -> list[str]:
+    return sorted(POLICIES) + [f"<checkpoint{suffix}>" for suffix in sorted(CHECKPOINT_LOADERS)]
+
+
+def load_policy(name_or_path: str, **options) -> Policy:
+    """Build a registered policy, or load a checkpoint by its file suffix.
+
+    Options a factory does not take are dropped, so callers may offer context that
+    only some policies use (the evaluator passes `world=` for the privileged expert).
+    Raises ValueError for an unknown name and FileNotFoundError for a missing checkpoint.
+    """
+    if name_or_path in POLICIES:
+        return _call(POLICIES[name_or_path], (), options)
+    path = Path(name_or_path)
+    if path.suffix in CHECKPOINT_LOADERS:
+        if not path.is_file():
+            raise FileNotFoundError(f"policy checkpoint not found: {path}")
+        return _call(CHECKPOINT_LOADERS[path.suffix], (path,), options)
+    raise ValueError(f"unknown policy {name_or_path!r}; available: {', '.join(available_policies())}")
+
+
+def _call(target: str, args: tuple, options: dict) -> Policy:
+    module_name, factory_name = target.split(":")
+    factory = getattr(importlib.import_module(module_name), factory_name)
+    parameters = inspect.signature(factory).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    accepted = {k: v for k, v in options.items() if takes_any or k in parameters}
+    return factory(*args, **accepted)
