@@ -114,9 +114,22 @@ def _check_geometry(raw: RawImage, layout: _Layout) -> memoryview:
     return buffer
 
 
-def validate(raw: RawImage) -> None:
-    """Raise ImageDecodeError for an unknown encoding, an empty image or too few bytes."""
-    _check_geometry(raw, _layout(raw.encoding))
+def _kind_layout(raw: RawImage, depth: bool) -> _Layout:
+    """The layout of `raw`'s encoding, refusing a depth image where colour is expected and vice versa."""
+    layout = _layout(raw.encoding)
+    if depth and layout.kind != "depth":
+        raise ImageDecodeError(
+            f"{raw.encoding} is not a depth encoding (depth images are {' or '.join(DEPTH_ENCODINGS)})"
+        )
+    if not depth and layout.kind == "depth":
+        raise ImageDecodeError(f"{raw.encoding} is a depth encoding, not a colour image (use the depth input)")
+    return layout
+
+
+def validate(raw: RawImage, depth: bool = False) -> None:
+    """Cheap checks (no pixel is read): what to_rgb8 (or to_depth_m, with depth=True) would refuse
+    for its encoding, emptiness or size, raised as the same ImageDecodeError."""
+    _check_geometry(raw, _kind_layout(raw, depth))
 
 
 def _pixel_view(raw: RawImage, layout: _Layout) -> np.ndarray:
@@ -155,9 +168,7 @@ def pixel_array(raw: RawImage) -> np.ndarray:
 
 def to_rgb8(raw: RawImage) -> np.ndarray:
     """Decode any colour, mono, Bayer or YUV encoding to a C-contiguous (H, W, 3) uint8 RGB array."""
-    layout = _layout(raw.encoding)
-    if layout.kind == "depth":
-        raise ImageDecodeError(f"{raw.encoding} is a depth encoding, not a colour image (use the depth input)")
+    layout = _kind_layout(raw, depth=False)
     view = _pixel_view(raw, layout)
     rgb = view if layout.to_rgb_code is None else cv2.cvtColor(view, layout.to_rgb_code)
     return np.ascontiguousarray(_to_8bit(rgb))
@@ -165,11 +176,7 @@ def to_rgb8(raw: RawImage) -> np.ndarray:
 
 def to_depth_m(raw: RawImage) -> np.ndarray:
     """Decode a depth image to (H, W) float32 metres; unknown depth (0, NaN, inf, negative) becomes NaN."""
-    layout = _layout(raw.encoding)
-    if layout.kind != "depth":
-        raise ImageDecodeError(
-            f"{raw.encoding} is not a depth encoding (depth images are {' or '.join(DEPTH_ENCODINGS)})"
-        )
+    layout = _kind_layout(raw, depth=True)
     pixels = _pixel_view(raw, layout)
     if layout.dtype == _U16:  # millimetres
         metres = pixels.astype(np.float32) / np.float32(1000.0)

@@ -31,6 +31,12 @@ def raw_image(msg: Image) -> RawImage:
     return RawImage(msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian), msg.data)
 
 
+def validate_image(msg: Image, depth: bool = False) -> None:
+    """Raise ImageDecodeError now, without decoding, for what image_to_rgb (image_to_depth_m) would refuse
+    for encoding or size, so that a malformed message never takes a good frame's place in a queue."""
+    convert.validate(raw_image(msg), depth)
+
+
 def image_to_rgb(msg: Image) -> np.ndarray:
     """An Image of any colour, mono, Bayer or YUV encoding as (H, W, 3) uint8 RGB.
 

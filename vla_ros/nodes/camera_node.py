@@ -32,6 +32,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from vla_ros import qos
 from vla_ros.camera import ros_image
+from vla_ros.camera.convert import ImageDecodeError
 from vla_ros.camera.pipeline import NewestFrameWorker, RateLimiter, StaleMonitor, StreamStats
 from vla_ros.camera.preprocess import RESIZE_MODES, policy_depth, policy_frame
 from vla_ros.camera.sources import DeviceSource, FrameSource, ImageFolderSource, SourceError, VideoFileSource
@@ -114,14 +115,19 @@ class _Stream:
         elif self._worker.submit(frame):
             self.stats.count("dropped")
 
-    def reject(self, error: Exception) -> None:
+    def refuse(self, error: Exception) -> None:
+        """A frame arrived but cannot be used (malformed message, unreadable file)."""
+        self.stats.count("received")
+        self._reject(error)
+
+    def _reject(self, error: Exception) -> None:
         self.stats.reject(str(error))
         self._node.get_logger().warning(f"{self.label} frame rejected: {error}", throttle_duration_sec=5.0)
 
     def _on_error(self, _frame: _Frame, error: Exception) -> None:
         if not isinstance(error, ValueError):  # ImageDecodeError and bad shapes are ValueErrors; anything else is a bug
             error = RuntimeError(f"{type(error).__name__}: {error}")
-        self.reject(error)
+        self._reject(error)
 
     def stop(self) -> None:
         self._worker.stop()
@@ -210,9 +216,10 @@ class CameraNode(Node):
         return self.get_clock().now().to_msg()
 
     def _on_image(self, msg: Image) -> None:
-        frame = _Frame(partial(ros_image.image_to_rgb, msg), self._capture_stamp(msg.header), msg.header.frame_id,
-                       time.monotonic())
-        self._colour.ingest(frame)
+        if self._well_formed(self._colour, msg, depth=False):
+            frame = _Frame(partial(ros_image.image_to_rgb, msg), self._capture_stamp(msg.header),
+                           msg.header.frame_id, time.monotonic())
+            self._colour.ingest(frame)
 
     def _on_compressed(self, msg: CompressedImage) -> None:
         frame = _Frame(partial(ros_image.compressed_to_rgb, msg), self._capture_stamp(msg.header),
@@ -220,9 +227,20 @@ class CameraNode(Node):
         self._colour.ingest(frame)
 
     def _on_depth(self, msg: Image) -> None:
-        frame = _Frame(partial(ros_image.image_to_depth_m, msg), self._capture_stamp(msg.header),
-                       msg.header.frame_id, time.monotonic())
-        self._depth.ingest(frame)
+        if self._well_formed(self._depth, msg, depth=True):
+            frame = _Frame(partial(ros_image.image_to_depth_m, msg), self._capture_stamp(msg.header),
+                           msg.header.frame_id, time.monotonic())
+            self._depth.ingest(frame)
+
+    @staticmethod
+    def _well_formed(stream: _Stream, msg: Image, depth: bool) -> bool:
+        """Cheap checks before queueing, so that a malformed message never displaces a good frame."""
+        try:
+            ros_image.validate_image(msg, depth)
+        except ImageDecodeError as err:
+            stream.refuse(err)
+            return False
+        return True
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info_size = (msg.width, msg.height)
@@ -253,8 +271,7 @@ class CameraNode(Node):
         try:
             rgb = source.retrieve()
         except SourceError as err:
-            self._colour.stats.count("received")
-            self._colour.reject(err)
+            self._colour.refuse(err)
             return
         frame_id = self._params.frame_id
         self._raw_output.publish(ros_image.rgb_to_image_msg(rgb, stamp, frame_id))
