@@ -33,6 +33,7 @@ MAX_TURN = 0.25  # rad of hand rotation per control step
 JOINT_SPEED_FRACTION = 0.8  # of each joint's velocity limit
 GRIPPER_STEP = 0.009  # m of finger opening per control step (0.09 m/s, under the 0.1 m/s limit)
 CLEARANCE = 0.10  # m above the top of what the hand moves over
+RETREAT_HEIGHT = 0.2  # m, where the hand goes after letting go
 GRASP_FRACTION = 0.4  # grasp this far up an object's height
 PUSH_HEIGHT = 0.02  # m, fingertips above the table while pushing
 PUSH_BEHIND = 0.025  # m between the object's footprint and the fingers' centre before a push
@@ -261,7 +262,7 @@ class ExpertPolicy:
         if self._move_gripper(arm.HOME_POSITIONS[arm.GRIPPER_JOINT]) and not held:
             self.phase = "retreat"
         if self.phase == "retreat":
-            return ("tcp", np.array([*state.tcp[:2], state.top(name) + CLEARANCE]), hand_yaw, APPROACH_SPEED)
+            return ("tcp", np.array([*state.tcp[:2], RETREAT_HEIGHT]), hand_yaw, APPROACH_SPEED)
         return ("joints", state.joints[:7])
 
     def _plan_push(self, task: dict, state: WorldState):
@@ -269,8 +270,10 @@ class ExpertPolicy:
         name = task["object"]
         body = state.bodies[name]
         direction = np.append(tasks.DIRECTION_VECTORS[task["direction"]], 0.0)
-        yaw = float(np.arctan2(direction[1], direction[0]))
-        yaw = yaw - np.pi if yaw > np.pi / 2 else yaw  # the closed fingers are symmetric: turn the short way
+        # Fingers closing along the push direction, so that one finger's flat outer face pushes
+        # (pushing on the seam between the two fingers can wedge a cylinder between them).
+        yaw = float(np.arctan2(direction[1], direction[0])) - np.pi / 2
+        yaw = yaw + np.pi if yaw < -np.pi / 2 else yaw  # symmetric hand: turn the short way
         if self._push_start is None:
             self._push_start = body.position.copy()
         behind = body.position - direction * (self.world.footprint(name) + PUSH_BEHIND)
@@ -298,7 +301,7 @@ class ExpertPolicy:
             if moved >= distance - 0.003:
                 self.phase = "retreat"
             return ("tcp", goal, yaw, PUSH_SPEED)
-        return ("tcp", np.array([*state.tcp[:2], state.top(name) + CLEARANCE]), yaw, APPROACH_SPEED)
+        return ("tcp", np.array([*state.tcp[:2], RETREAT_HEIGHT]), yaw, APPROACH_SPEED)
 
     def _grasp_yaw(self, name: str) -> float:
         """Hand yaw for grasping: cubes across two faces (the option nearest the home yaw),

@@ -176,6 +176,11 @@ def instruction_for(spec: dict, rng: np.random.Generator, paraphrase: bool = Fal
     return vocabulary.fill(templates[int(rng.integers(len(templates)))], spec)
 
 
+def canonical_instruction(spec: dict) -> str:
+    """The first training phrasing of `spec`: how the simulator names its current task."""
+    return vocabulary.fill(vocabulary.TRAIN_TEMPLATES[spec["task"]][0], spec)
+
+
 def sample_episode(rng: np.random.Generator, split: str, kind: str) -> Episode:
     """A task of `kind` in `split`: "seen" (training compositions and phrasings), "unseen"
     (held-out compositions, training phrasings), "paraphrase" (training compositions,

@@ -281,6 +281,9 @@ class SimWorld:
         self._task_start_time = self.time
         return spec
 
+    def clear_task(self) -> None:
+        self.task = None
+
     def task_elapsed(self) -> float:
         return self.time - self._task_start_time if self.task is not None else 0.0
 
@@ -419,6 +422,35 @@ class SimWorld:
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
+
+
+def joint_targets_by_name(names, positions, hold: np.ndarray) -> np.ndarray:
+    """Targets in COMMANDED_JOINTS order from a (names, positions) command, e.g. a JointState.
+
+    Joints are matched by name; a command may name a subset, the others keep `hold`.
+    Raises ValueError (saying why) for unknown or repeated names, mismatched lengths,
+    non-finite values or targets outside the joint limits.
+    """
+    names, positions = list(names), list(positions)
+    if not names:
+        raise ValueError("no joint names")
+    if len(positions) != len(names):
+        raise ValueError(f"{len(names)} names but {len(positions)} positions")
+    unknown = [n for n in names if n not in arm.COMMANDED_JOINTS]
+    if unknown:
+        raise ValueError(f"unknown joint(s) {', '.join(map(repr, unknown))}; commandable: {', '.join(arm.COMMANDED_JOINTS)}")
+    if len(set(names)) != len(names):
+        raise ValueError("repeated joint names")
+    values = np.asarray(positions, dtype=float)
+    if not np.all(np.isfinite(values)):
+        raise ValueError("non-finite position(s)")
+    targets = np.array(hold, dtype=float)
+    for name, value in zip(names, values):
+        limit = arm.PANDA_LIMITS[name]
+        if not limit.lower <= value <= limit.upper:
+            raise ValueError(f"{name} target {value:.4f} outside [{limit.lower}, {limit.upper}]")
+        targets[arm.COMMANDED_JOINTS.index(name)] = value
+    return targets
 
 
 def _uniform_in(rng: np.random.Generator, area) -> np.ndarray:
