@@ -75,6 +75,10 @@ PARAMS = [
 class MujocoSimNode(Node):
     def __init__(self):
         super().__init__("mujoco_sim_node")
+        # Set first: rclpy's shutdown destroys the node even when construction failed.
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.world: SimWorld | None = None
         self.params = p = declare_parameters(self, PARAMS)
         try:
             initial_task = json.loads(p.task) if p.task.strip() else None
@@ -86,7 +90,6 @@ class MujocoSimNode(Node):
             self.get_logger().warning("use_sim_time is true but publish_clock is false: this node's timers wait "
                                       "for another /clock publisher")
         self._lock = threading.Lock()  # guards self.world
-        self._stop = threading.Event()
         self._substeps_per_tick = max(1, round(1.0 / (p.joint_state_rate * self.world.model.opt.timestep)))
         self._tick = self._substeps_per_tick * self.world.model.opt.timestep
         self._sim_clock = 0.0  # monotonic simulated seconds since start (episode time restarts on reset)
@@ -107,7 +110,7 @@ class MujocoSimNode(Node):
         self.create_timer(1.0 / p.status_rate, self._publish_status)
         self._diagnostics = Diagnostics(self, self._diagnose)
 
-        self._threads = [threading.Thread(target=self._physics_loop, name="physics", daemon=True)]
+        self._threads.append(threading.Thread(target=self._physics_loop, name="physics", daemon=True))
         if p.camera_rate > 0:
             self._threads.append(threading.Thread(target=self._camera_loop, name="camera", daemon=True))
         for thread in self._threads:
@@ -244,7 +247,10 @@ class MujocoSimNode(Node):
 
     def _on_set_task(self, request: SetTask.Request, response: SetTask.Response) -> SetTask.Response:
         response.success, response.message = self._set_task(request.task_json)
-        (self.get_logger().info if response.success else self.get_logger().warning)(response.message)
+        if response.success:
+            self.get_logger().info(response.message)
+        else:
+            self.get_logger().warning(response.message)
         return response
 
     def _set_task(self, task_json: str) -> tuple[bool, str]:
@@ -314,7 +320,7 @@ class MujocoSimNode(Node):
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=5.0)
-        with self._lock:
+        if self.world is not None:
             self.world.close()
         return super().destroy_node()
 
