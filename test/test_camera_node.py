@@ -156,6 +156,7 @@ def test_video_source_publishes_raw_frames_info_and_policy_frames_looping(ros_no
     # SIGTERM shuts down as cleanly as Ctrl-C.
     process.proc.send_signal(signal.SIGTERM)
     assert process.proc.wait(10) == 0
+    assert "Exception in thread" not in process.output(), "a capture or worker thread died at shutdown"
 
 
 def test_image_folder_source_is_throttled_to_max_rate(ros_node, start_process, tmp_path):

@@ -20,7 +20,9 @@ class RateLimiter:
 
     Admission times follow a grid of 1/max_rate so that input jitter does not
     lower the output rate: with 30 Hz in and 10 Hz allowed, every third frame
-    passes, not every fourth. A small slack absorbs clock jitter.
+    passes, not every fourth. Two admitted frames are never closer than half a
+    period (a late frame does not let the next one through at once), and a small
+    slack absorbs clock jitter.
     """
 
     _SLACK = 0.05  # of a period
@@ -35,7 +37,8 @@ class RateLimiter:
         if self._next_due is not None and now < self._next_due - self._SLACK * self.period:
             return False
         on_schedule = self._next_due is not None and now - self._next_due < self.period
-        self._next_due = (self._next_due if on_schedule else now) + self.period
+        grid_due = (self._next_due if on_schedule else now) + self.period
+        self._next_due = max(grid_due, now + self.period / 2)
         return True
 
 

@@ -125,6 +125,8 @@ class _Stream:
         self._node.get_logger().warning(f"{self.label} frame rejected: {error}", throttle_duration_sec=5.0)
 
     def _on_error(self, _frame: _Frame, error: Exception) -> None:
+        if not self._node.context.ok():
+            return  # Ctrl-C shut the context down under a publish; destroy_node stops this worker next
         if not isinstance(error, ValueError):  # ImageDecodeError and bad shapes are ValueErrors; anything else is a bug
             error = RuntimeError(f"{type(error).__name__}: {error}")
         self._reject(error)
@@ -257,7 +259,12 @@ class CameraNode(Node):
                 now = time.monotonic()
                 next_grab = next_grab + source.period if now - next_grab < source.period else now + source.period
             if source.grab():
-                self._capture_one(source)
+                try:
+                    self._capture_one(source)
+                except Exception:
+                    if not self.context.ok():
+                        return  # Ctrl-C shut the context down under a publish
+                    raise
             elif source.finished:
                 self.get_logger().info(f"{source.description}: last frame played (loop is off)")
                 return
