@@ -11,29 +11,18 @@ over `duration` seconds, never faster than the joint velocity limits of vla_ros/
 """
 from __future__ import annotations
 
-import ctypes.util
 import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import mujoco  # after vla_ros/sim/__init__.py chose the GL backend
 import numpy as np
 
 from vla_ros import arm, vocabulary
 from vla_ros.policies.base import CONTROL_DT, Observation
 from vla_ros.sim import tasks
 from vla_ros.sim.state import Body, WorldState
-
-
-def _choose_gl_backend() -> None:
-    # MuJoCo picks its GL backend when first imported. Headless: EGL when the
-    # library is there, OSMesa (software) otherwise. An explicit MUJOCO_GL wins.
-    if "MUJOCO_GL" not in os.environ:
-        os.environ["MUJOCO_GL"] = "egl" if ctypes.util.find_library("EGL") else "osmesa"
-
-
-_choose_gl_backend()
-import mujoco  # noqa: E402  (after the GL backend is chosen)
 
 ASSET_PATH = Path(__file__).resolve().parent / "assets" / "tabletop.xml"
 CAMERAS = ("scene", "wrist")
@@ -74,7 +63,13 @@ class CameraRenderer:
     """Offscreen RGB renderer of one size, shadows off. Belongs to the thread that created it."""
 
     def __init__(self, model: mujoco.MjModel, width: int, height: int):
-        self._renderer = mujoco.Renderer(model, height, width)
+        try:
+            self._renderer = mujoco.Renderer(model, height, width)
+        except mujoco.FatalError as err:
+            raise RuntimeError(
+                "cannot render: no OpenGL context. MuJoCo reads MUJOCO_GL when it is first imported: set "
+                f"MUJOCO_GL=egl (or osmesa) before anything imports mujoco (now {os.environ.get('MUJOCO_GL')!r})"
+            ) from err
         # Shadows and reflections cost several times the frame rate on CPU rendering.
         self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
         self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
