@@ -167,6 +167,8 @@ class Evaluator:
         self.command_filter = command_filter or PassThrough()
         self.raw = RawTargetCounts()
         self.timing = defaultdict(float)
+        limits = arm.limits_arrays()
+        self._lower, self._upper = limits["lower"], limits["upper"]
 
     def run_episode(self, planned: PlannedEpisode, frames: list | None = None) -> EpisodeResult:
         """One episode; appends the scene images to `frames` when given (for a video)."""
@@ -204,8 +206,7 @@ class Evaluator:
             command = self.command_filter(target, world.joint_positions())
         if command is None or not np.all(np.isfinite(command)):
             command = held  # hold the last good target
-        limits = arm.limits_arrays()
-        world.step(np.clip(command, limits["lower"], limits["upper"]))
+        world.step(np.clip(command, self._lower, self._upper))
         self.timing["sim_seconds"] += time.perf_counter() - started
 
     def _result(self, planned: PlannedEpisode, success: bool, steps: int) -> EpisodeResult:

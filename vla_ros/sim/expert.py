@@ -112,6 +112,8 @@ def _yaw_rotation(yaw: float) -> np.ndarray:
 
 # The hand pointing down as at home (TCP x forward, fingers closing along y).
 HAND_DOWN = arm.forward_kinematics(arm.home_vector()[:7])[-1][:3, :3]
+_LIMITS = arm.limits_arrays()
+_MAX_JOINT_STEP = _LIMITS["velocity"][:7] * JOINT_SPEED_FRACTION * CONTROL_DT
 
 
 class ExpertPolicy:
@@ -146,9 +148,8 @@ class ExpertPolicy:
         executed = self._targets(q, state, goal, detour=self._detour) if self._detour_left else clean.copy()
         if self.noise.action_std > 0:
             executed[:7] += self._rng.normal(0.0, self.noise.action_std, 7)
-        limits = arm.limits_arrays()
-        self.clean_action = np.clip(clean, limits["lower"], limits["upper"])
-        return np.clip(executed, limits["lower"], limits["upper"])[None, :]
+        self.clean_action = np.clip(clean, _LIMITS["lower"], _LIMITS["upper"])
+        return np.clip(executed, _LIMITS["lower"], _LIMITS["upper"])[None, :]
 
     # ------------------------------------------------------------------ motion
 
@@ -168,8 +169,7 @@ class ExpertPolicy:
             mujoco.mju_axisAngle2Quat(quat, turn / max(np.linalg.norm(turn), 1e-12), np.linalg.norm(turn))
             mujoco.mju_quat2Mat(rotation_step, quat)
             joint_goal = self._kinematics.solve(q, waypoint, rotation_step.reshape(3, 3) @ current_rotation)
-        max_step = arm.limits_arrays(arm.ARM_JOINTS)["velocity"] * JOINT_SPEED_FRACTION * CONTROL_DT
-        arm_targets = q + np.clip(joint_goal - q, -max_step, max_step)
+        arm_targets = q + np.clip(joint_goal - q, -_MAX_JOINT_STEP, _MAX_JOINT_STEP)
         return np.append(arm_targets, self._gripper)
 
     def _advance_detour(self) -> None:
