@@ -39,6 +39,9 @@ PUSH_HEIGHT = 0.02  # m, fingertips above the table while pushing
 PUSH_BEHIND = 0.025  # m between the object's footprint and the fingers' centre before a push
 REACHED = 0.008  # m, a waypoint counts as reached
 GRASP_WAIT_STEPS = 3  # control steps to wait with the gripper closed before judging the grasp
+PUSH_LOST = 0.015  # m, the object's centre this far beside the pushing finger: it slid off, push again
+# Detours (noise) only where a wrong move cannot knock anything over: away from contact.
+FREE_SPACE_PHASES = frozenset({"approach", "lift", "carry", "retreat"})
 # Damped least squares.
 IK_ITERATIONS = 3
 IK_DAMPING = 0.05
@@ -142,8 +145,11 @@ class ExpertPolicy:
         q = state.joints[:7]
         if self._gripper is None:
             self._gripper = float(state.joints[7])
-        goal = self._plan(state)  # (tcp position, yaw, gripper, speed) or joint targets
-        self._advance_detour()
+        goal = self._plan(state)  # ("tcp", position, yaw, speed) or ("joints", arm targets)
+        if self.phase in FREE_SPACE_PHASES:
+            self._advance_detour()
+        else:
+            self._detour_left, self._detour = 0, np.zeros(3)
         clean = self._targets(q, state, goal, detour=np.zeros(3))
         executed = self._targets(q, state, goal, detour=self._detour) if self._detour_left else clean.copy()
         if self.noise.action_std > 0:
@@ -262,8 +268,15 @@ class ExpertPolicy:
         if self._move_gripper(arm.HOME_POSITIONS[arm.GRIPPER_JOINT]) and not held:
             self.phase = "retreat"
         if self.phase == "retreat":
-            return ("tcp", np.array([*state.tcp[:2], RETREAT_HEIGHT]), hand_yaw, APPROACH_SPEED)
+            return self._retreat(state, hand_yaw)
         return ("joints", state.joints[:7])
+
+    def _retreat(self, state: WorldState, yaw: float):
+        """Lift the hand clear; up there, if the task is still not done (the object fell or
+        stopped short), start over from where things are now."""
+        if state.tcp[2] >= RETREAT_HEIGHT - 0.02 and not self.world.success():
+            self.phase = "approach"
+        return ("tcp", np.array([*state.tcp[:2], RETREAT_HEIGHT]), yaw, APPROACH_SPEED)
 
     def _plan_push(self, task: dict, state: WorldState):
         """Close the hand, come down behind the object, push it along the direction, lift away."""
@@ -298,10 +311,10 @@ class ExpertPolicy:
             lateral = float((body.position - state.tcp) @ across)
             goal = state.tcp + direction * (distance - moved) + across * lateral
             goal[2] = PUSH_HEIGHT
-            if moved >= distance - 0.003:
+            if moved >= distance - 0.003 or abs(lateral) > PUSH_LOST:
                 self.phase = "retreat"
             return ("tcp", goal, yaw, PUSH_SPEED)
-        return ("tcp", np.array([*state.tcp[:2], RETREAT_HEIGHT]), yaw, APPROACH_SPEED)
+        return self._retreat(state, yaw)
 
     def _grasp_yaw(self, name: str) -> float:
         """Hand yaw for grasping: cubes across two faces (the option nearest the home yaw),
