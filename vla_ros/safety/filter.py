@@ -197,7 +197,7 @@ class SafetyFilter:
         self._goal_limited = False
         self._target_time: float | None = None
         self._target_stamp: float | None = None
-        self._target_interval = self._dt
+        self._target_interval: float | None = None  # smoothed; None until two targets arrived
         self._confidence: float | None = None
         self._estop_reason: str | None = None
         self.last_rejection = ""
@@ -253,12 +253,14 @@ class SafetyFilter:
         if target is None:
             return self._reject_command("workspace", notes)
 
-        if self._target_time is not None and 0 < now - self._target_time <= self.config.command_timeout:
+        if self._target_time is not None and 0 < now - self._target_time <= self.config.command_timeout + 1e-9:
             # Smoothed interval between targets: the reference takes that long to reach each one.
-            self._target_interval += 0.3 * ((now - self._target_time) - self._target_interval)
+            interval = now - self._target_time
+            self._target_interval = interval if self._target_interval is None else \
+                self._target_interval + 0.3 * (interval - self._target_interval)
         start = self._reference(self._ref_progress) if self._ref_goal is not None else self._q
         self._ref_start, self._ref_goal = start, target
-        self._ref_steps = max(1, round(self._target_interval / self._dt))
+        self._ref_steps = max(1, round((self._target_interval or self._dt) / self._dt))
         self._ref_progress = 0
         self._target_time, self._target_stamp = now, stamp
         self._goal_limited = bool(notes)
@@ -405,11 +407,12 @@ class SafetyFilter:
         if blocked:
             category, reason = blocked
             return (SafetyState.ESTOP if category == "estop" else SafetyState.HOLD), reason
+        timeout = self.config.command_timeout
+        silence = math.inf if self._target_time is None else now - self._target_time
+        if silence > timeout and self._target_time is not None:
+            return SafetyState.HOLD, f"command timeout: none for {silence:.3f} s (max {timeout:g} s)"
         if self._ref_goal is None:
             return SafetyState.HOLD, "waiting for a command"
-        silence = now - self._target_time
-        if silence > self.config.command_timeout:
-            return SafetyState.HOLD, f"command timeout: none for {silence:.3f} s (max {self.config.command_timeout:g} s)"
         return None, ""
 
     def _drop_reference(self) -> None:

@@ -31,7 +31,7 @@ DEFAULT_POSITION_MARGIN = 0.02
 DEFAULT_GRIPPER_MARGIN = 0.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class JointLimitSet:
     """Limits of the commanded joints as arrays in COMMANDED_JOINTS order."""
 
@@ -41,6 +41,14 @@ class JointLimitSet:
     acceleration: np.ndarray
     jerk: np.ndarray
     names: tuple[str, ...] = arm.COMMANDED_JOINTS
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, JointLimitSet):
+            return NotImplemented
+        arrays = ("lower", "upper", "velocity", "acceleration", "jerk")
+        return self.names == other.names and all(np.array_equal(getattr(self, f), getattr(other, f)) for f in arrays)
+
+    __hash__ = object.__hash__
 
 
 def datasheet_value(joint: str, limit_field: str) -> float:
