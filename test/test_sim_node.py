@@ -1,5 +1,6 @@
 """mujoco_sim_node over real DDS: joint states, commands (good and bad), camera, task services, clock."""
 import json
+import signal
 import time
 
 import numpy as np
@@ -57,6 +58,7 @@ def sim(start_process, ros_node):
     assert spin_until(ros_node, lambda: probe.commands.get_subscription_count() > 0, 5.0)
     yield process, probe
     assert process.stop() == 0, process.output()
+    assert "Traceback" not in process.output()
 
 
 def test_joint_states_carry_every_joint_at_100_hz_or_more(sim):
@@ -146,7 +148,9 @@ def test_sim_time_runs_faster_than_real_time_on_the_clock(start_process, ros_nod
     assert 2.0 < ratio < 3.5, ratio
     stamp = probe.states[-1][1].header.stamp
     assert abs(stamp.sec + stamp.nanosec * 1e-9 - sim_seconds()) < 0.5  # stamped with sim time
-    assert process.stop() == 0
+    process.proc.send_signal(signal.SIGTERM)
+    assert process.proc.wait(10) == 0
+    assert "Traceback" not in process.output()
 
 
 @pytest.mark.parametrize(

@@ -202,9 +202,10 @@ class MujocoSimNode(Node):
             publisher.publish(message)
             return True
         except Exception:  # rclpy raises various errors on a destroyed publisher or context
-            if not self._stop.is_set():
-                raise
-            return False
+            # Ctrl-C/SIGTERM shut the context down before destroy_node() stops this thread.
+            if self._stop.is_set() or not self.context.ok():
+                return False
+            raise
 
     def _camera_info(self) -> CameraInfo:
         p = self.params
