@@ -2,14 +2,16 @@
 
 `decode_block` checks and converts one block (16-bit PCM, any channel count,
 any sensible rate) to mono; `UtteranceSegmenter` finds spoken utterances in a
-continuous stream with an energy voice-activity detector that follows the
-background level, so steady noise (a fan, a hum) is not taken for speech.
+continuous stream with an energy voice-activity detector measured against the
+background level (the quietest frame of the last few seconds), so steady noise
+(a fan, a hum) is not taken for speech.
 Segmentation runs at the stream's own rate and each finished utterance is
 resampled whole to 16 kHz (resampling block by block would click at every
 block edge). Plain numpy/scipy, no ROS.
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from math import gcd
 
@@ -78,14 +80,14 @@ class VadConfig:
     preroll: float = 0.3  # seconds kept before the detected start (soft onsets, and context for the recogniser)
     min_speech: float = 0.25  # utterances with less speech than this are clicks, not words
     max_utterance: float = 8.0  # longer ones are cut off and rejected
-    noise_adapt: float = 0.05  # how fast the background level follows a quieter/louder input (per frame)
+    background_window: float = 3.0  # s; the background level is the quietest frame level within this window
 
     def __post_init__(self):
-        for name in ("start_db", "stop_db", "hangover", "min_speech", "max_utterance", "noise_adapt"):
+        for name in ("start_db", "stop_db", "hangover", "min_speech", "max_utterance", "background_window"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"VAD {name} must be > 0, got {getattr(self, name)}")
-        if self.preroll < 0 or self.start_frames < 1 or self.noise_adapt > 1:
-            raise ValueError("VAD preroll must be >= 0, start_frames >= 1 and noise_adapt <= 1")
+        if self.preroll < 0 or self.start_frames < 1:
+            raise ValueError("VAD preroll must be >= 0 and start_frames >= 1")
         if self.stop_db > self.start_db:
             raise ValueError(f"VAD stop_db ({self.stop_db}) must not exceed start_db ({self.start_db})")
         if self.min_speech >= self.max_utterance:
@@ -112,7 +114,6 @@ class Utterance:
 
 @dataclass
 class _State:
-    background_db: float | None = None
     loud_run: int = 0
     quiet_run: int = 0
     speech_frames: int = 0
@@ -122,11 +123,7 @@ class _State:
 
 
 class UtteranceSegmenter:
-    """Streaming VAD: feed mono blocks at `rate`, get finished utterances back.
-
-    `heard_anything` tells whether audio arrived since the last utterance or
-    reset, so a caller can tell "silence" apart from "nothing was sent".
-    """
+    """Streaming VAD: feed mono blocks at `rate`, get finished utterances back."""
 
     def __init__(self, rate: int, config: VadConfig | None = None):
         self.rate = rate
@@ -136,15 +133,13 @@ class UtteranceSegmenter:
         self._preroll: list[np.ndarray] = []
         self._time = 0.0
         self._state = _State()
-        self.heard_anything = False
+        self._levels: deque[float] = deque(maxlen=self._frames_for(self.config.background_window))
 
     def _frames_for(self, seconds: float) -> int:
         return max(1, round(seconds / FRAME_SECONDS))
 
     def feed(self, samples: np.ndarray) -> list[Utterance]:
         """Add mono samples (at `rate`); returns the utterances that ended within them."""
-        if samples.size:
-            self.heard_anything = True
         self._pending = np.concatenate([self._pending, samples.astype(np.float32, copy=False)])
         done = []
         while self._pending.size >= self._frame:
@@ -167,22 +162,18 @@ class UtteranceSegmenter:
     def reset(self) -> None:
         self._pending = np.zeros(0, dtype=np.float32)
         self._preroll = []
-        self._state = _State(background_db=self._state.background_db)
-        self.heard_anything = False
+        self._levels.clear()
+        self._state = _State()
 
     def _step(self, frame: np.ndarray) -> Utterance | None:
         cfg, state = self.config, self._state
         level = level_db(frame)
-        if state.background_db is None:
-            state.background_db = level
-        loud = level > max(cfg.min_level_db, state.background_db + cfg.start_db)
-        quiet = level < state.background_db + cfg.stop_db or level < cfg.min_level_db
+        self._levels.append(level)
+        background = min(self._levels)
+        loud = level > max(cfg.min_level_db, background + cfg.start_db)
+        quiet = level < background + cfg.stop_db or level < cfg.min_level_db
 
         if not state.in_speech:
-            # The background follows the input while nobody speaks: quickly down, slowly up
-            # (so a steady noise becomes background, a word does not).
-            rate = 0.5 if level < state.background_db else cfg.noise_adapt
-            state.background_db += rate * (level - state.background_db)
             self._preroll.append(frame)
             del self._preroll[: -self._frames_for(cfg.preroll) - cfg.start_frames]
             state.loud_run = state.loud_run + 1 if loud else 0
@@ -212,8 +203,7 @@ class UtteranceSegmenter:
         samples = np.concatenate(state.frames)
         utterance = Utterance(samples, self.rate, state.utterance_start, truncated, clipped_fraction(samples))
         self._restart()
-        self.heard_anything = False
         return utterance
 
     def _restart(self) -> None:
-        self._state = _State(background_db=self._state.background_db)
+        self._state = _State()
