@@ -180,9 +180,11 @@ class SafetyFilterNode(Node):
             command.position = out.positions.tolist()
             self._commands.publish(command)
         if out.state != self._state:
-            log = self.get_logger().info if out.state in (SafetyState.OK, SafetyState.LIMITED) else \
-                self.get_logger().warning
-            log(f"state {out.state.name}: {out.reason}")
+            # (rclpy fixes a log call's severity at its first use: one call per severity.)
+            if out.state in (SafetyState.OK, SafetyState.LIMITED):
+                self.get_logger().info(f"state {out.state.name}: {out.reason}")
+            else:
+                self.get_logger().warning(f"state {out.state.name}: {out.reason}")
         self._state, self._reason, self._active_limits = out.state, out.reason, out.active_limits
         counters = self.filter.counters
         status = SafetyStatus(
