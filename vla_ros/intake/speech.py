@@ -29,6 +29,10 @@ from vla_ros.intake.audio import TARGET_RATE
 from vla_ros.intake.text import normalise
 
 BACKENDS = ("pocketsphinx", "whisper")
+# Below these confidences an utterance is rejected (each backend's confidence has its own
+# scale); chosen from bench/bench_speech.py: they reject the garbage clips while keeping
+# nearly all correct 10 dB SNR recognitions.
+DEFAULT_MIN_CONFIDENCE = {"pocketsphinx": 0.2, "whisper": 0.5}
 # Recordings with stretches of exact digital zeros (synthesised or gated audio) break
 # PocketSphinx's log-energy features; a fixed, seeded floor ~60 dB below full scale
 # is inaudible next to any real microphone's own noise and keeps decoding deterministic.

