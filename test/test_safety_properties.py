@@ -11,15 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vla_ros import arm
-from vla_ros.safety import JointLimitSet, SafetyConfig, SafetyFilter, SafetyState, Workspace, build_joint_limits
+from vla_ros.safety import JointLimitSet, SafetyConfig, SafetyFilter, SafetyState, Workspace, build_joint_limits, fuzz
 from vla_ros.safety.audit import stream_violations
 
 NAMES = list(arm.COMMANDED_JOINTS)
 HOME = arm.home_vector()
 # No wall around the arm: lets trajectories range freely when only joint limits are under test.
 OPEN_SPACE = Workspace(box_min=(-5.0, -5.0, -5.0), box_max=(5.0, 5.0, 5.0), table_z=-5.0)
-EVENTS = ("track", "track", "track", "jump", "jump", "jump", "oscillate", "oscillate", "nan", "shuffle", "bad_names", "stale", "future",
-          "silence", "estop", "reset", "low_confidence", "confidence", "state_gap")
 
 
 @st.composite
@@ -49,89 +47,18 @@ def workspaces(draw):
                      table_z=draw(st.floats(-0.2, 0.3)))
 
 
-def _target(rng, limits, kind, previous, step_index):
-    span = limits.upper - limits.lower
-    if kind == "track":
-        return np.clip(previous + rng.normal(0.0, 0.02, len(NAMES)) * span, limits.lower - 0.1, limits.upper + 0.1)
-    if kind == "oscillate":
-        return np.where(step_index % 2, limits.upper + 0.3 * span, limits.lower - 0.3 * span)
-    return rng.uniform(limits.lower - 0.5 * span, limits.upper + 0.5 * span)
-
-
-def _send(flt, rng, kind, target, now):
-    """Feed one step of an adversarial event."""
-    names, target, stamp = list(NAMES), target.copy(), now
-    if kind == "nan":
-        target[rng.integers(len(NAMES))] = rng.choice([math.nan, math.inf, -math.inf])
-    elif kind == "shuffle":
-        order = rng.permutation(len(NAMES))
-        names, target = [names[i] for i in order], target[order]
-    elif kind == "bad_names":
-        duplicate, unknown, missing, empty = [*NAMES[:-1], NAMES[0]], [*NAMES[:-1], "elbow"], NAMES[:-1], []
-        names = [duplicate, unknown, missing, empty][rng.integers(4)]
-    elif kind == "stale":
-        stamp = now - 10.0
-    elif kind == "future":
-        stamp = now + 10.0
-    actions = {"estop": lambda: flt.trigger_estop("test"), "reset": flt.reset_estop,
-               "low_confidence": lambda: flt.set_confidence(0.0), "confidence": lambda: flt.set_confidence(1.0)}
-    if kind in actions:
-        actions[kind]()
-    elif kind not in ("silence", "state_gap"):
-        flt.set_target(names, target[: len(names)], stamp=stamp, now=now)
-
-
-def _run_segments(outputs):
-    """Split outputs into runs without a gap: (rest position before the run, positions)."""
-    segments, current, start = [], [], None
-    for rest, positions in outputs:
-        if positions is None:
-            if current:
-                segments.append((start, np.array(current)))
-            current, start = [], None
-            continue
-        if start is None:
-            start = rest
-        current.append(positions)
-    if current:
-        segments.append((start, np.array(current)))
-    return segments
-
-
 @settings(max_examples=60, deadline=None, derandomize=True)
 @given(
     limits=st.one_of(st.just(build_joint_limits()), joint_limits()),
-    schedule=st.lists(st.tuples(st.sampled_from(EVENTS), st.integers(1, 12)), min_size=10, max_size=60),
+    schedule=st.lists(st.tuples(st.sampled_from(fuzz.EVENTS), st.integers(1, 12)), min_size=10, max_size=60),
     seed=st.integers(0, 2**31 - 1),
     rate=st.sampled_from([50.0, 100.0, 250.0]),
     workspace=st.one_of(st.just(OPEN_SPACE), st.just(Workspace()), workspaces()),
 )
 def test_adversarial_streams_never_break_a_limit(limits, schedule, seed, rate, workspace):
-    rng = np.random.default_rng(seed)
     flt = SafetyFilter(SafetyConfig(rate=rate, joint_limits=limits, workspace=workspace, state_timeout=0.05))
-    dt = flt.config.dt
-    now, measured, history = 100.0, HOME.copy(), [HOME.copy()] * 2
-    target = HOME.copy()
-    outputs = []
-    step_index = 0
-    for kind, repeats in schedule:
-        held = _target(rng, limits, "jump", target, step_index)  # a far target held for the whole event
-        for _ in range(repeats):
-            now += dt
-            step_index += 1
-            if kind != "state_gap":
-                measured = history[-2]  # the arm lags the commands by a period
-                flt.set_measured(NAMES + [arm.GRIPPER_MIMIC_JOINT], [*measured, measured[-1]], stamp=now, now=now)
-            if kind in ("track", "oscillate", "shuffle"):
-                target = _target(rng, limits, kind, target, step_index)
-            _send(flt, rng, kind, held if kind in ("jump", "nan", "bad_names", "stale", "future") else target, now)
-            rest_before = flt.command if flt.command is not None else measured
-            out = flt.step(now)
-            outputs.append((rest_before, out.positions))
-            if out.positions is not None:
-                history.append(out.positions)
-    for rest, positions in _run_segments(outputs):
-        problems = stream_violations(positions, dt, limits, workspace, start=rest)
+    for rest, commands in fuzz.drive(flt, schedule, HOME, seed):
+        problems = stream_violations(commands, flt.config.dt, limits, workspace, start=rest)
         assert not problems, problems
 
 
