@@ -17,9 +17,11 @@ from vla_ros.safety.filter import SafetyFilter
 
 NAMES = list(arm.COMMANDED_JOINTS)
 # Kinds of events, repeated by weight; `drive` holds each for a few periods.
+# Releases (reset, confidence) are drawn more often than latches, so that streams keep moving.
 EVENTS: tuple[str, ...] = (
     "track", "track", "track", "jump", "jump", "jump", "oscillate", "oscillate", "nan", "shuffle",
-    "bad_names", "stale", "future", "silence", "estop", "reset", "low_confidence", "confidence", "state_gap",
+    "bad_names", "stale", "future", "silence", "estop", "reset", "reset", "reset", "low_confidence",
+    "confidence", "confidence", "state_gap",
 )
 # Events that send a target, and which target they send: a fresh one each period or the event's held one.
 _FRESH_TARGET = ("track", "oscillate", "shuffle")
