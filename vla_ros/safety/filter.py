@@ -120,6 +120,19 @@ class SafetyCounters:
     rejections: dict[str, int] = field(default_factory=dict)  # category -> count
 
 
+@dataclass(frozen=True)
+class _Segment:
+    """The reference from one accepted target to the next: a straight line over `steps` output periods."""
+
+    start: np.ndarray
+    goal: np.ndarray
+    steps: int
+
+    def position(self, progress: int) -> np.ndarray:
+        """The reference `progress` periods into the segment (the goal once it is over)."""
+        return self.start + min(1.0, progress / self.steps) * (self.goal - self.start)
+
+
 class InputError(ValueError):
     """An input message is malformed; the message says how."""
 
@@ -190,10 +203,8 @@ class SafetyFilter:
         self._q: np.ndarray | None = None  # last output
         self._v: np.ndarray | None = None  # (last output - the one before) / dt
         self._q_violation = 0.0  # how far the last output is outside the workspace (0: inside)
-        self._ref_start: np.ndarray | None = None
-        self._ref_goal: np.ndarray | None = None
-        self._ref_steps = 1
-        self._ref_progress = 0
+        self._segment: _Segment | None = None  # what is being followed; None: nothing
+        self._progress = 0  # output periods into the segment
         self._goal_limited = False
         self._target_time: float | None = None
         self._target_stamp: float | None = None
@@ -258,10 +269,9 @@ class SafetyFilter:
             interval = now - self._target_time
             self._target_interval = interval if self._target_interval is None else \
                 self._target_interval + 0.3 * (interval - self._target_interval)
-        start = self._reference(self._ref_progress) if self._ref_goal is not None else self._q
-        self._ref_start, self._ref_goal = start, target
-        self._ref_steps = max(1, round((self._target_interval or self._dt) / self._dt))
-        self._ref_progress = 0
+        start = self._q if self._segment is None else self._segment.position(self._progress)
+        self._segment = _Segment(start, target, max(1, round((self._target_interval or self._dt) / self._dt)))
+        self._progress = 0
         self._target_time, self._target_stamp = now, stamp
         self._goal_limited = bool(notes)
         if notes:
@@ -294,10 +304,6 @@ class SafetyFilter:
     @property
     def measured_time(self) -> float | None:
         return self._measured_time
-
-    @property
-    def target_time(self) -> float | None:
-        return self._target_time
 
     @property
     def confidence(self) -> float | None:
@@ -411,16 +417,12 @@ class SafetyFilter:
         silence = math.inf if self._target_time is None else now - self._target_time
         if silence > timeout and self._target_time is not None:
             return SafetyState.HOLD, f"command timeout: none for {silence:.3f} s (max {timeout:g} s)"
-        if self._ref_goal is None:
+        if self._segment is None:
             return SafetyState.HOLD, "waiting for a command"
         return None, ""
 
     def _drop_reference(self) -> None:
-        self._ref_start = self._ref_goal = None
-
-    def _reference(self, progress: int) -> np.ndarray:
-        fraction = min(1.0, progress / self._ref_steps)
-        return self._ref_start + fraction * (self._ref_goal - self._ref_start)
+        self._segment = None
 
     def _clip_target(self, target: np.ndarray) -> tuple[np.ndarray | None, str]:
         """The target inside the position limits and workspace, and a note of what was clipped.
@@ -455,9 +457,9 @@ class SafetyFilter:
 
     def _desired_velocity(self) -> np.ndarray:
         """Follow the reference; close any lag along a straight line, no faster than the joints can stop."""
-        current = self._reference(self._ref_progress)
-        following = self._reference(self._ref_progress + 1)
-        self._ref_progress += 1
+        current = self._segment.position(self._progress)
+        following = self._segment.position(self._progress + 1)
+        self._progress += 1
         lag = current - self._q
         # Per joint, the fraction of the lag to close per second: all at once
         # (1/dt), or less where braking or the velocity limit need it.
