@@ -309,6 +309,15 @@ class SafetyFilter:
     def confidence(self) -> float | None:
         return self._confidence
 
+    def confidence_problem(self) -> str | None:
+        """Why the confidence gate is closed, or None when it is open."""
+        if self._confidence is None:
+            return None  # no action chunks seen: the gate is open (not every command source has one)
+        threshold = self.config.confidence_threshold
+        if not (math.isfinite(self._confidence) and self._confidence >= threshold):
+            return f"low confidence {self._confidence:.3f} < {threshold:g}"
+        return None
+
     # ------------------------------------------------------------------- step
     def step(self, now: float) -> SafetyOutput:
         """The command for this output period. Call at the configured rate."""
@@ -328,16 +337,10 @@ class SafetyFilter:
         else:
             self._drop_reference()
             v_desired = np.zeros(N_JOINTS)
-        v_next = self._saturate(v_desired, labels, following=state is None)
-        q_next = np.clip(self._q + self._dt * v_next, np.minimum(self._lower, self._q),
-                         np.maximum(self._upper, self._q))
-        v_next = (q_next - self._q) / self._dt
+        q_next, v_next = self._advance(self._saturate(v_desired, labels, following=state is None))
         violated, q_next_violation = self._workspace_violation(q_next, v_next)
         if violated:
-            brake = self._brake_velocity()
-            q_next = np.clip(self._q + self._dt * brake, np.minimum(self._lower, self._q),
-                             np.maximum(self._upper, self._q))
-            v_next = (q_next - self._q) / self._dt
+            q_next, v_next = self._advance(self._brake_velocity())
             q_next_violation = self.config.workspace.check(q_next[:N_ARM]).violation
             labels.extend(violated)
         self._q, self._v, self._q_violation = q_next, v_next, q_next_violation
@@ -365,6 +368,13 @@ class SafetyFilter:
         self._q, self._v = self._measured.copy(), np.zeros(N_JOINTS)
         self._q_violation = self.config.workspace.check(self._q[:N_ARM]).violation
 
+    def _advance(self, velocity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The next command at `velocity`, never past a position limit (nor, when the arm started
+        outside its range, further out), and the velocity that takes the command there."""
+        q_next = np.clip(self._q + self._dt * velocity, np.minimum(self._lower, self._q),
+                         np.maximum(self._upper, self._q))
+        return q_next, (q_next - self._q) / self._dt
+
     def _reject_command(self, category: str, reason: str) -> Verdict:
         self.counters.commands_rejected += 1
         self.counters.rejections[category] = self.counters.rejections.get(category, 0) + 1
@@ -375,15 +385,6 @@ class SafetyFilter:
         self.counters.states_rejected += 1
         self.last_rejection = reason
         return Verdict(False, reason)
-
-    def confidence_problem(self) -> str | None:
-        """Why the confidence gate is closed, or None when it is open."""
-        if self._confidence is None:
-            return None  # no action chunks seen: the gate is open (not every command source has one)
-        threshold = self.config.confidence_threshold
-        if not (math.isfinite(self._confidence) and self._confidence >= threshold):
-            return f"low confidence {self._confidence:.3f} < {threshold:g}"
-        return None
 
     def _blocking_reason(self) -> tuple[str, str] | None:
         """A reason that stops commands from being followed at all: (category, reason) or None."""
@@ -414,8 +415,8 @@ class SafetyFilter:
             category, reason = blocked
             return (SafetyState.ESTOP if category == "estop" else SafetyState.HOLD), reason
         timeout = self.config.command_timeout
-        silence = math.inf if self._target_time is None else now - self._target_time
-        if silence > timeout and self._target_time is not None:
+        if self._target_time is not None and now - self._target_time > timeout:
+            silence = now - self._target_time
             return SafetyState.HOLD, f"command timeout: none for {silence:.3f} s (max {timeout:g} s)"
         if self._segment is None:
             return SafetyState.HOLD, "waiting for a command"
