@@ -78,7 +78,7 @@ class VadConfig:
     start_frames: int = 3  # consecutive loud frames that start an utterance (60 ms)
     hangover: float = 0.5  # seconds of quiet that end an utterance (pauses between words are shorter)
     preroll: float = 0.3  # seconds kept before the detected start (soft onsets, and context for the recogniser)
-    min_speech: float = 0.25  # utterances with less speech than this are clicks, not words
+    min_speech: float = 0.15  # utterances with less speech than this are clicks, not words ("stop" has ~0.2 s)
     max_utterance: float = 8.0  # longer ones are cut off and rejected
     background_window: float = 3.0  # s; the background level is the quietest frame level within this window
 

@@ -88,7 +88,7 @@ class SpeechNode(Node):
             raise ConfigError(f"node 'speech_node': {err}") from err
         self.min_confidence = getattr(p, f"min_confidence_{p.backend}")
         self.segmenter: UtteranceSegmenter | None = None
-        self.last_block = 0.0
+        self.last_block: float | None = None  # monotonic time of the current stream's last block
         self.stream_reported = False  # something was published for the current stream
         self.counts = {"utterances": 0, "accepted": 0, "rejected": 0, "bad_blocks": 0}
         self.recognition_seconds = 0.0
@@ -117,8 +117,9 @@ class SpeechNode(Node):
             self._recognise(utterance)
 
     def _check_stream_end(self) -> None:
-        if self.segmenter is not None and time.monotonic() - self.last_block > self.params.stream_gap:
+        if self.last_block is not None and time.monotonic() - self.last_block > self.params.stream_gap:
             self._end_stream()
+            self.last_block = None
 
     def _end_stream(self) -> None:
         if self.segmenter is not None:
