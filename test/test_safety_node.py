@@ -1,4 +1,5 @@
 """safety_filter_node over real DDS: a real node process, talked to from this test's rclpy node."""
+import json
 import math
 import subprocess
 
@@ -16,6 +17,8 @@ NAMES = list(arm.COMMANDED_JOINTS)
 HOME = arm.home_vector()
 COMMAND_TIMEOUT = 0.1
 STARTUP = 20.0  # s for a node process to come up on a busy machine
+
+
 
 
 def _seconds(stamp) -> float:
@@ -65,6 +68,17 @@ class Harness:
         assert spin_until(self.node, lambda: any(predicate(s) for s in self.statuses[start:]), timeout), \
             f"no such status; last: {self.statuses[-1] if self.statuses else None}"
         return next(s for s in self.statuses[start:] if predicate(s))
+
+    def vla_ros(self, *args: str) -> str:
+        """Run `vla-ros ARGS` while this graph keeps running (the arm keeps publishing); its stdout."""
+        process = subprocess.Popen([str(VENV_BIN / "vla-ros"), *args], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        finished = spin_until(self.node, lambda: process.poll() is not None, 60.0)
+        if not finished:
+            process.kill()
+        out, err = process.communicate()
+        assert finished and process.returncode == 0, err
+        return out
 
     def call(self, client) -> Trigger.Response:
         assert client.wait_for_service(timeout_sec=STARTUP)
@@ -146,6 +160,14 @@ def test_estop_latches_from_topic_and_service_and_only_reset_releases(ros_node, 
     assert harness.call(harness.reset).success
     harness.wait_status(lambda s: s.state == SafetyStatus.HOLD)
     assert harness.call(harness.reset).message == "e-stop was not latched"
+
+    # The operator's command line does the same.
+    assert harness.vla_ros("safety", "trigger").strip() == "e-stop latched"
+    harness.wait_status(lambda s: s.state == SafetyStatus.ESTOP)
+    status = json.loads(harness.vla_ros("safety", "status"))
+    assert status["state_name"] == "ESTOP" and "/safety/trigger_estop" in status["reason"]
+    assert "reset" in harness.vla_ros("safety", "reset")
+    harness.wait_status(lambda s: s.state == SafetyStatus.HOLD)
 
     # A low-confidence chunk holds; a confident one lets commands through again.
     harness.chunks.publish(ActionChunk(confidence=0.05))
