@@ -30,7 +30,10 @@ TRAVEL_SPEED = 0.35
 APPROACH_SPEED = 0.15
 PUSH_SPEED = 0.08
 MAX_TURN = 0.25  # rad of hand rotation per control step
-JOINT_SPEED_FRACTION = 0.8  # of each joint's velocity limit
+JOINT_SPEED_FRACTION = 0.8  # of each joint's velocity and acceleration limits
+# Consecutive targets continue from the previous target (so that their differences, what
+# a safety filter checks, respect the limits) unless the arm is this far from it (rad).
+TRACKING_SLACK = 0.05
 GRIPPER_STEP = 0.009  # m of finger opening per control step (0.09 m/s, under the 0.1 m/s limit)
 CLEARANCE = 0.10  # m above the top of what the hand moves over
 RETREAT_HEIGHT = 0.2  # m, where the hand goes after letting go
@@ -117,6 +120,7 @@ def _yaw_rotation(yaw: float) -> np.ndarray:
 HAND_DOWN = arm.forward_kinematics(arm.home_vector()[:7])[-1][:3, :3]
 _LIMITS = arm.limits_arrays()
 _MAX_JOINT_STEP = _LIMITS["velocity"][:7] * JOINT_SPEED_FRACTION * CONTROL_DT
+_MAX_STEP_CHANGE = _LIMITS["acceleration"][:7] * JOINT_SPEED_FRACTION * CONTROL_DT**2
 
 
 class ExpertPolicy:
@@ -137,6 +141,8 @@ class ExpertPolicy:
         self._detour_left = 0
         self._detour = np.zeros(3)
         self._push_start: np.ndarray | None = None
+        self._previous: np.ndarray | None = None  # last clean arm targets
+        self._previous_step = np.zeros(7)
         # Noise differs per episode yet repeats for the same world seed.
         self._rng = np.random.default_rng([self.seed, self.world.seed or 0])
 
@@ -150,33 +156,42 @@ class ExpertPolicy:
             self._advance_detour()
         else:
             self._detour_left, self._detour = 0, np.zeros(3)
-        clean = self._targets(q, state, goal, detour=np.zeros(3))
-        executed = self._targets(q, state, goal, detour=self._detour) if self._detour_left else clean.copy()
+        tracking = self._previous is not None and np.max(np.abs(self._previous - q)) < TRACKING_SLACK
+        base, previous_step = (self._previous, self._previous_step) if tracking else (q, np.zeros(7))
+        clean = self._limited(self._joint_goal(q, state, goal, np.zeros(3)), base, previous_step)
+        executed = (self._limited(self._joint_goal(q, state, goal, self._detour), base, previous_step)
+                    if self._detour_left else clean.copy())
         if self.noise.action_std > 0:
-            executed[:7] += self._rng.normal(0.0, self.noise.action_std, 7)
-        self.clean_action = np.clip(clean, _LIMITS["lower"], _LIMITS["upper"])
-        return np.clip(executed, _LIMITS["lower"], _LIMITS["upper"])[None, :]
+            executed += self._rng.normal(0.0, self.noise.action_std, 7)
+        self._previous, self._previous_step = clean, clean - base
+        self.clean_action = np.clip(np.append(clean, self._gripper), _LIMITS["lower"], _LIMITS["upper"])
+        return np.clip(np.append(executed, self._gripper), _LIMITS["lower"], _LIMITS["upper"])[None, :]
 
     # ------------------------------------------------------------------ motion
 
-    def _targets(self, q: np.ndarray, state: WorldState, goal, detour: np.ndarray) -> np.ndarray:
+    def _joint_goal(self, q: np.ndarray, state: WorldState, goal, detour: np.ndarray) -> np.ndarray:
+        """Arm joint positions for this step's waypoint of `goal` (IK seeded at the measured `q`)."""
         if goal[0] == "joints":
-            joint_goal = goal[1]
-        else:
-            _, position, yaw, speed = goal
-            waypoint = _step_towards(state.tcp, position + detour, speed * CONTROL_DT)
-            _, current_rotation = self._kinematics.pose(q)
-            turn = rotation_error(_yaw_rotation(yaw) @ HAND_DOWN, current_rotation)
-            angle = np.linalg.norm(turn)
-            if angle > MAX_TURN:
-                turn *= MAX_TURN / angle
-            rotation_step = np.zeros(9)
-            quat = np.zeros(4)
-            mujoco.mju_axisAngle2Quat(quat, turn / max(np.linalg.norm(turn), 1e-12), np.linalg.norm(turn))
-            mujoco.mju_quat2Mat(rotation_step, quat)
-            joint_goal = self._kinematics.solve(q, waypoint, rotation_step.reshape(3, 3) @ current_rotation)
-        arm_targets = q + np.clip(joint_goal - q, -_MAX_JOINT_STEP, _MAX_JOINT_STEP)
-        return np.append(arm_targets, self._gripper)
+            return goal[1]
+        _, position, yaw, speed = goal
+        waypoint = _step_towards(state.tcp, position + detour, speed * CONTROL_DT)
+        _, current_rotation = self._kinematics.pose(q)
+        turn = rotation_error(_yaw_rotation(yaw) @ HAND_DOWN, current_rotation)
+        angle = np.linalg.norm(turn)
+        if angle > MAX_TURN:
+            turn *= MAX_TURN / angle
+        rotation_step = np.zeros(9)
+        quat = np.zeros(4)
+        mujoco.mju_axisAngle2Quat(quat, turn / max(np.linalg.norm(turn), 1e-12), np.linalg.norm(turn))
+        mujoco.mju_quat2Mat(rotation_step, quat)
+        return self._kinematics.solve(q, waypoint, rotation_step.reshape(3, 3) @ current_rotation)
+
+    @staticmethod
+    def _limited(joint_goal: np.ndarray, base: np.ndarray, previous_step: np.ndarray) -> np.ndarray:
+        """A step from `base` towards `joint_goal` within the velocity and acceleration limits."""
+        step = np.clip(joint_goal - base, -_MAX_JOINT_STEP, _MAX_JOINT_STEP)
+        step = np.clip(step, previous_step - _MAX_STEP_CHANGE, previous_step + _MAX_STEP_CHANGE)
+        return base + step
 
     def _advance_detour(self) -> None:
         if self._detour_left:
