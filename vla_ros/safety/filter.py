@@ -540,10 +540,9 @@ class SafetyFilter:
 
         # 3. From the admissible velocity nearest the current one, move toward
         #    the scaled desired velocity as far as the box allows (one fraction
-        #    per group, so the velocity change keeps its direction).
+        #    per group, so the velocity change keeps its direction). Where that
+        #    reaches the desired velocity, no limit acted.
         anchor = np.clip(v, low, high)
-        for i in np.flatnonzero(anchor != v):
-            labels.append(box_label(i, low_source[i] if anchor[i] > v[i] else high_source[i]))
         change = scaled - anchor
         fraction = np.ones(N_JOINTS)
         up, down = change > 0, change < 0
@@ -557,6 +556,8 @@ class SafetyFilter:
             if group_fraction < 1 - _ACT_TOLERANCE:
                 for i in group[fraction[group] <= group_fraction * (1 + _ACT_TOLERANCE)]:
                     labels.append(box_label(i, high_source[i] if change[i] > 0 else low_source[i]))
+                for i in group[anchor[group] != v[group]]:  # had to change velocity at once
+                    labels.append(box_label(i, low_source[i] if anchor[i] > v[i] else high_source[i]))
         return np.clip(result, low, high)
 
     def _brake_path(self, q: np.ndarray, v: np.ndarray) -> np.ndarray:
