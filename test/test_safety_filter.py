@@ -63,6 +63,13 @@ def test_nothing_is_output_before_joint_states():
     assert not verdict and "no /joint_states" in verdict.reason
 
 
+def test_a_fault_still_reports_a_latched_estop():
+    flt = SafetyFilter()
+    flt.trigger_estop("operator")
+    out = flt.step(T0)
+    assert out.state == SafetyState.FAULT and "e-stop latched (operator)" in out.reason
+
+
 def test_first_output_holds_the_measured_position():
     rig = Rig()
     out, _ = rig.step()

@@ -326,6 +326,8 @@ class SafetyFilter:
             self._q = self._v = None
             self._drop_reference()
             self.counters.fault_steps += 1
+            if self._estop_reason is not None:  # still worth knowing while nothing moves
+                fault += f"; e-stop latched ({self._estop_reason})"
             return SafetyOutput(None, SafetyState.FAULT, fault)
         if self._q is None:
             self._start_at_measured()
