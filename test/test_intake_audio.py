@@ -8,8 +8,10 @@ from vla_ros.intake.audio import (
     VadConfig,
     clipped_fraction,
     decode_block,
+    estimated_snr_db,
     level_db,
     resample,
+    wiener_denoise,
 )
 
 RATE = 16000
@@ -136,3 +138,20 @@ def test_clipping_is_measured_per_utterance():
 def test_vad_config_is_validated(kwargs):
     with pytest.raises(ValueError):
         VadConfig(**kwargs)
+
+
+def test_snr_estimate_and_denoising():
+    rng = np.random.default_rng(0)
+    speech = np.concatenate([np.zeros(RATE // 2), _tone(1.0, freq=500.0), np.zeros(RATE // 2)])
+    assert estimated_snr_db(speech) == float("inf")
+    noise = rng.normal(0, 0.03, speech.size)
+    noisy = speech + noise
+    snr = estimated_snr_db(noisy)
+    assert 5.0 < snr < 25.0
+    cleaned = wiener_denoise(noisy.astype(np.float32))
+    assert cleaned.shape == noisy.shape
+    # Noise in the pauses drops by the gain floor or more; the tone keeps most of its energy.
+    pause = slice(0, RATE // 4)
+    assert np.std(cleaned[pause]) < 0.4 * np.std(noisy[pause])
+    tone = slice(RATE, RATE + RATE // 2)
+    assert np.std(cleaned[tone]) > 0.8 * np.std(speech[tone])
