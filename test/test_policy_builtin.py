@@ -101,6 +101,9 @@ def test_corrupted_or_mismatched_checkpoints_give_clear_errors(tmp_path, languag
     root = _make_dataset(tmp_path / "data")
     path = tmp_path / "policy.pt"
     train(root, VLAConfig.from_dict({**CONFIGS["tiny"].to_dict(), "steps": 1}), path, progress=False)
+    from vla_ros.policies import load_policy
+
+    assert isinstance(load_policy(str(path)), BuiltinPolicy)  # the registry finds .pt checkpoints
     with pytest.raises(CheckpointError, match="not found"):
         BuiltinPolicy.load(tmp_path / "missing.pt")
     (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint at all")

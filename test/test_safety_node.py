@@ -2,8 +2,11 @@
 import json
 import math
 import subprocess
+import threading
+import time
 
 import numpy as np
+import pytest
 from conftest import VENV_BIN, spin_until
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import JointState
@@ -43,11 +46,21 @@ class Harness:
         node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, qos.RELIABLE)
         self.trigger = node.create_client(Trigger, "/safety/trigger_estop")
         self.reset = node.create_client(Trigger, "/safety/reset_estop")
-        node.create_timer(0.01, self._publish_state)
+        # The arm publishes from its own thread, as a real driver would: spin_once in the
+        # test's thread serves 200+ messages/s and would starve a timer here.
+        self._running = True
+        self._arm = threading.Thread(target=self._publish_states, daemon=True)
+        self._arm.start()
 
-    def _publish_state(self):
-        if self.publishing_states:  # an arm resting at home, with the mimic finger too
-            self.joint_states.publish(self.joint_state([*NAMES, arm.GRIPPER_MIMIC_JOINT], [*HOME, HOME[-1]]))
+    def _publish_states(self):
+        while self._running:
+            if self.publishing_states:  # an arm resting at home, with the mimic finger too
+                self.joint_states.publish(self.joint_state([*NAMES, arm.GRIPPER_MIMIC_JOINT], [*HOME, HOME[-1]]))
+            time.sleep(0.01)
+
+    def close(self):
+        self._running = False
+        self._arm.join()
 
     def joint_state(self, names, positions) -> JointState:
         msg = JointState(name=list(names), position=[float(p) for p in positions])
@@ -87,8 +100,14 @@ class Harness:
         return future.result()
 
 
-def test_no_commands_before_joint_states_then_follow_and_hold_on_timeout(ros_node, start_process):
-    harness = Harness(ros_node)
+@pytest.fixture
+def harness(ros_node):
+    graph = Harness(ros_node)
+    yield graph
+    graph.close()
+
+
+def test_no_commands_before_joint_states_then_follow_and_hold_on_timeout(ros_node, harness, start_process):
     node = start_process("safety_filter_node", "--ros-args", "-p", f"command_timeout:={COMMAND_TIMEOUT}")
     status = harness.wait_status(lambda s: True, STARTUP)
     assert status.state == SafetyStatus.FAULT and "waiting for /joint_states" in status.reason
@@ -133,8 +152,7 @@ def test_no_commands_before_joint_states_then_follow_and_hold_on_timeout(ros_nod
     assert "non-finite positions for panda_joint4" in log and "command timeout" in log
 
 
-def test_estop_latches_from_topic_and_service_and_only_reset_releases(ros_node, start_process):
-    harness = Harness(ros_node)
+def test_estop_latches_from_topic_and_service_and_only_reset_releases(ros_node, harness, start_process):
     harness.publishing_states = True
     harness.estop.publish(Bool(data=True))  # latched: the node gets it although it starts later
     start_process("safety_filter_node")

@@ -18,7 +18,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -153,7 +153,7 @@ def configure_middleware() -> None:
             pass
 
 
-def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None, threads: int = 2) -> int:
+def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None, threads: int = 1) -> int:
     """Create a node, spin it until Ctrl-C or SIGTERM, and shut down cleanly.
 
     Returns the process exit code: 0 after a clean shutdown, 2 for invalid configuration.
@@ -166,7 +166,9 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None, t
         print(f"error: {err}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
-    executor = MultiThreadedExecutor(num_threads=threads)
+    # One thread unless a node asks for more: rclpy's multi-threaded executor adds
+    # scheduling overhead that starved 100 Hz timers on 2 cores.
+    executor = SingleThreadedExecutor() if threads == 1 else MultiThreadedExecutor(num_threads=threads)
     executor.add_node(node)
     try:
         executor.spin()

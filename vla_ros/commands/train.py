@@ -14,9 +14,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="training steps (default: the config's)")
     parser.add_argument("--seed", type=int, help="training seed (default: the config's)")
     parser.add_argument("--resume", action="store_true", help="continue from the training state beside --out")
-    parser.add_argument("--eval-episodes", type=int, default=0,
-                        help="in-simulator episodes per periodic evaluation (0: none)")
-    parser.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (0: only at the end)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
 
 
@@ -36,16 +33,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
-    evaluate = None
-    if args.eval_episodes > 0:
-        from vla_ros.evaluation import success_rate
-
-        def evaluate(policy) -> float:
-            return success_rate(policy, episodes=args.eval_episodes, seed=10_000, split="seen")
-
     try:
-        policy = train(args.data, config, args.out, resume=args.resume, evaluate=evaluate,
-                       eval_every=args.eval_every)
+        policy = train(args.data, config, args.out, resume=args.resume)
     except (DatasetError, LanguageEncoderError, MemoryError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

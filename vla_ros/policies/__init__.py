@@ -20,7 +20,9 @@ POLICIES: dict[str, str] = {
     "expert": "vla_ros.sim.expert:ExpertPolicy",  # privileged: needs world=SimWorld
 }
 # checkpoint file suffix -> "module:factory" taking the path first
-CHECKPOINT_LOADERS: dict[str, str] = {}
+CHECKPOINT_LOADERS: dict[str, str] = {
+    ".pt": "vla_ros.policies.builtin.policy:load_checkpoint",  # the built-in VLA policy
+}
 
 
 def available_policies() -> list[str]:

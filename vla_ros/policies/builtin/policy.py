@@ -153,3 +153,8 @@ class BuiltinPolicy:
         except (ValueError, TypeError, KeyError, RuntimeError) as err:
             raise CheckpointError(f"{path} does not match this version of the built-in policy: {err}") from err
         return cls(config, model, normalization, data.get("metadata", {}), language)
+
+
+def load_checkpoint(path: str | Path) -> BuiltinPolicy:
+    """Registry entry for vla_ros.policies.load_policy: a built-in policy checkpoint file."""
+    return BuiltinPolicy.load(path)
