@@ -27,6 +27,7 @@ from sensor_msgs.msg import CameraInfo, Image, JointState
 from visualization_msgs.msg import Marker, MarkerArray
 
 from vla_ros import arm, qos
+from vla_ros.camera.ros_image import rgb_to_image_msg
 from vla_ros.msg import TaskStatus
 from vla_ros.node_common import (
     DIAG_OK,
@@ -179,11 +180,8 @@ class MujocoSimNode(Node):
                     self.world.copy_pose_to(scratch)
                     renderer.update(scratch, p.camera)
                     sim_clock = self._sim_clock
-                pixels = renderer.pixels()
-                image = Image(height=p.image_height, width=p.image_width, encoding="rgb8", is_bigendian=0,
-                              step=3 * p.image_width, data=pixels.tobytes())
-                image.header.stamp = info.header.stamp = self._stamp(sim_clock)
-                image.header.frame_id = info.header.frame_id
+                info.header.stamp = self._stamp(sim_clock)
+                image = rgb_to_image_msg(renderer.pixels(), info.header.stamp, info.header.frame_id)
                 if not (self._publish(self._image_pub, image) and self._publish(self._info_pub, info)):
                     return
                 self._counts["images"] += 1
