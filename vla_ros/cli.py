@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "topic": ("vla_ros.commands.topic", "publish or echo a topic as JSON (a small `ros2 topic` for the pip path)"),
     "say": ("vla_ros.commands.say", "give an instruction by text, WAV file or microphone; print what was understood"),
     "eval": ("vla_ros.commands.eval", "score a policy on seeded simulator episodes, in-process"),
+    "collect": ("vla_ros.commands.collect", "record expert demonstrations in the simulator as a dataset"),
     "train": ("vla_ros.commands.train", "train the built-in VLA policy on a demonstration dataset (CPU)"),
     "safety": ("vla_ros.commands.safety", "trigger or reset the e-stop, or print the safety filter's status"),
 }

@@ -1,0 +1,89 @@
+"""Expert demonstrations for behaviour cloning: seeded simulator episodes written as a vla_ros dataset.
+
+Each episode samples a task of the training ("seen") split and one of its training
+phrasings, runs the scripted expert with injected noise (so the data shows
+recoveries) and records, at the control rate, the scene image, the joint state
+and the expert's noiseless target as the action label. Episodes are deterministic
+for (seed, episode index); shards of whole episodes make collection resumable.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from vla_ros import dataset
+from vla_ros.policies.base import CONTROL_DT
+from vla_ros.sim import tasks
+from vla_ros.sim.expert import ExpertNoise, ExpertPolicy
+from vla_ros.sim.world import SimWorld
+
+# Task kinds in proportion to how much they need to be learned (object tasks need more).
+KIND_WEIGHTS = {"pick": 3, "place": 3, "push": 3, "stack": 3, "home": 1, "open_gripper": 1, "close_gripper": 1}
+# Steps recorded after success, so the policy learns to stay put once done.
+STEPS_AFTER_SUCCESS = 5
+# Noise the expert still solves every task with (docs/SIMULATION.md).
+DEFAULT_NOISE = ExpertNoise(action_std=0.005, detour_probability=0.05)
+
+
+def plan(seed: int, index: int) -> tuple[int, tasks.Episode]:
+    """(world seed, task episode) of demonstration `index`: a pure function of (seed, index)."""
+    rng = np.random.default_rng([seed, index])
+    kinds = list(KIND_WEIGHTS)
+    weights = np.array([KIND_WEIGHTS[k] for k in kinds], dtype=float)
+    kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
+    return int(rng.integers(2**31)), tasks.sample_episode(rng, "seen", kind)
+
+
+def record_episode(world: SimWorld, expert: ExpertPolicy, world_seed: int, episode: tasks.Episode) -> dataset.Episode:
+    world.reset(world_seed, episode.spec)
+    expert.reset()
+    images, states, actions = [], [], []
+    limit = tasks.TIME_LIMITS[episode.spec["task"]]
+    after_success = None
+    while world.task_elapsed() < limit - 1e-9 and (after_success is None or after_success > 0):
+        observation = world.observation()
+        executed = expert.select_action(observation, episode.instruction)[0]
+        images.append(observation.image)
+        states.append(observation.state)
+        actions.append(expert.clean_action.copy())
+        world.step(executed)
+        if after_success is None and world.success():
+            after_success = STEPS_AFTER_SUCCESS
+        elif after_success is not None:
+            after_success -= 1
+    return dataset.Episode(np.stack(images), np.stack(states).astype(np.float32),
+                           np.stack(actions).astype(np.float32), episode.instruction, episode.spec,
+                           after_success is not None, world_seed)
+
+
+def collect(out: str | Path, episodes: int, seed: int = 0, image_size: int = 128, shard_size: int = 50,
+            noise: ExpertNoise = DEFAULT_NOISE, progress: bool = True) -> dict:
+    """Write `episodes` demonstrations to `out`, resuming after the last complete shard."""
+    root = Path(out)
+    dataset.write_info(root, fps=1.0 / CONTROL_DT, image_size=(image_size, image_size),
+                       extra={"seed": seed, "shard_size": shard_size, "noise": vars(noise)})
+    done = dataset.complete_shards(root)
+    dataset.truncate_to_shards(root, done)
+    world = SimWorld(image_size=image_size)
+    expert = ExpertPolicy(world, noise=noise, seed=seed)
+    shards = range(0, (episodes + shard_size - 1) // shard_size)
+    bar = tqdm(total=episodes, initial=min(episodes, len(done) * shard_size), desc="collect", unit="ep",
+               disable=not progress)
+    successes = 0
+    for shard in shards:
+        if shard in done:
+            continue
+        first = shard * shard_size
+        recorded = []
+        for index in range(first, min(episodes, first + shard_size)):
+            recorded.append(record_episode(world, expert, *plan(seed, index)))
+            successes += recorded[-1].success
+            bar.update(1)
+        dataset.write_shard(root, shard, recorded, first)
+    bar.close()
+    world.close()
+    summary = dataset.read_episodes(root)
+    return {"episodes": len(summary), "frames": sum(e["length"] for e in summary),
+            "success_rate": sum(e["success"] for e in summary) / max(1, len(summary))}
