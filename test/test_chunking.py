@@ -37,3 +37,32 @@ def test_bad_modes_and_chunks_are_rejected():
         ChunkAggregator("median")
     with pytest.raises(ValueError, match="chunk must be"):
         ChunkAggregator().add(np.zeros(8), 0)
+
+
+class _HoldStill:
+    """A policy that asks to stay where it is, K=4 steps at a time, re-planning every 2 steps."""
+
+    n_action_steps = 2
+    aggregation = "ensemble"
+
+    def __init__(self):
+        self.calls = 0
+
+    def reset(self):
+        pass
+
+    def select_action(self, observation, instruction):
+        self.calls += 1
+        return np.tile(observation.state, (4, 1))
+
+
+def test_evaluator_queries_the_policy_every_n_action_steps():
+    from vla_ros.evaluation import Evaluator, plan_episodes
+    from vla_ros.sim.world import SimWorld
+
+    world = SimWorld(image_size=48)
+    policy = _HoldStill()
+    result = Evaluator(world, policy).run_episode(plan_episodes(1, 0, "seen")[0])
+    world.close()
+    assert not result.success and result.steps > 10  # holding still solves nothing: it runs to the time limit
+    assert policy.calls == -(-result.steps // 2)
