@@ -62,7 +62,7 @@ def test_topic_frames_come_out_policy_ready_with_their_capture_stamp(ros_node, s
     rgb = ros_image.image_to_rgb(out)
     # Right channel order, right way up, side strips cropped away (row 31/32 blends A and B).
     assert (rgb[:31] == A).all() and (rgb[33:] == B).all() and not (rgb == SIDE).all(axis=2).any()
-    assert process.stop() == 0
+    assert process.stop() == 0, process.output()
 
 
 def test_bad_frames_are_rejected_and_a_silent_camera_goes_stale(ros_node, start_process):
@@ -136,7 +136,7 @@ def test_compressed_colour_and_depth_pass_through(ros_node, start_process):
         "32FC1", 32, 32, 43, "depth_cam")
     metres = ros_image.image_to_depth_m(out)
     assert np.isnan(metres[0, 0]) and set(np.unique(metres[np.isfinite(metres)])) == {1.0, 2.5}
-    assert process.stop() == 0
+    assert process.stop() == 0, process.output()
 
 
 def test_video_source_publishes_raw_frames_info_and_policy_frames_looping(ros_node, start_process, tmp_path):
@@ -183,7 +183,7 @@ def test_image_folder_source_is_throttled_to_max_rate(ros_node, start_process, t
     # 40 Hz in, at most 8 Hz out: about four frames in five are throttled, never queued.
     assert 0 < published <= received / 2 and throttled >= received / 2
     assert values["source"].startswith("image folder") and values["stale"] == "False"
-    assert process.stop() == 0
+    assert process.stop() == 0, process.output()
 
 
 @pytest.mark.parametrize(

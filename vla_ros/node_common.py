@@ -8,7 +8,9 @@ which `run_node` turns into a clear message and exit code 2.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -18,9 +20,10 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.signals import SignalHandlerOptions
 
 from vla_ros import paths
 
@@ -159,23 +162,38 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None, t
     Returns the process exit code: 0 after a clean shutdown, 2 for invalid configuration.
     """
     configure_middleware()
-    rclpy.init(args=args)
+    # Our own signal handlers only set a flag and wake the executor. rclpy's default
+    # ones raise KeyboardInterrupt wherever the main thread happens to be, which inside
+    # a message conversion surfaces as a RuntimeError and a non-zero exit.
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop_requested = threading.Event()
+    wake_executor: list[Any] = []
+
+    def request_stop(_signum, _frame):
+        stop_requested.set()
+        for guard in wake_executor:
+            guard.trigger()
+
+    previous_handlers = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        node = make_node()
-    except (ConfigError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    # One thread unless a node asks for more: rclpy's multi-threaded executor adds
-    # scheduling overhead that starved 100 Hz timers on 2 cores.
-    executor = SingleThreadedExecutor() if threads == 1 else MultiThreadedExecutor(num_threads=threads)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        try:
+            node = make_node()
+        except (ConfigError, FileNotFoundError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        wake_executor.append(node.create_guard_condition(lambda: None))
+        # One thread unless a node asks for more: rclpy's multi-threaded executor adds
+        # scheduling overhead that starved 100 Hz timers on 2 cores.
+        executor = SingleThreadedExecutor() if threads == 1 else MultiThreadedExecutor(num_threads=threads)
+        executor.add_node(node)
+        try:
+            while not stop_requested.is_set():
+                executor.spin_once(timeout_sec=0.5)
+        finally:
+            executor.shutdown()
+            node.destroy_node()
+        return 0
     finally:
-        executor.shutdown()
-        node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)

@@ -15,6 +15,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="training seed (default: the config's)")
     parser.add_argument("--resume", action="store_true", help="continue from the training state beside --out")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
+    parser.add_argument("--eval-every", type=int, default=0, metavar="STEPS",
+                        help="measure in-simulator success every STEPS steps (default 0: only at the end, "
+                        "and only with --eval-episodes)")
+    parser.add_argument("--eval-episodes", type=int, default=0, metavar="N",
+                        help="seeded simulator episodes per success measurement (default 0: none)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,11 +37,35 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.eval_every < 0 or args.eval_episodes < 0:
+        print("error: --eval-every and --eval-episodes must be >= 0", file=sys.stderr)
+        return 2
     torch.set_num_threads(args.threads)
+    evaluate = sim_success(args.eval_episodes, config.image_size) if args.eval_episodes else None
     try:
-        policy = train(args.data, config, args.out, resume=args.resume)
+        policy = train(args.data, config, args.out, resume=args.resume, evaluate=evaluate,
+                       eval_every=args.eval_every)
     except (DatasetError, LanguageEncoderError, MemoryError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"saved {args.out} after {policy.metadata['train_seconds']} s")
     return 0
+
+
+def sim_success(episodes: int, image_size: int, seed: int = 10_000):
+    """A callable giving a policy's success rate on `episodes` fixed simulator episodes.
+
+    The seed is far from the collection seeds so the episodes are not training scenes;
+    the split is "all" so the curve follows seen and unseen compositions alike.
+    """
+    from vla_ros.evaluation import Evaluator, plan_episodes
+    from vla_ros.sim.world import SimWorld
+
+    planned = plan_episodes(episodes, seed, "all")
+    world = SimWorld(image_size=image_size)
+
+    def success_rate(policy) -> float:
+        evaluator = Evaluator(world, policy)
+        return sum(evaluator.run_episode(episode).success for episode in planned) / len(planned)
+
+    return success_rate
