@@ -13,11 +13,12 @@ from pathlib import Path
 
 from vla_ros.policies.base import ACTION_DIM, CONTROL_DT, Observation, Policy
 
-__all__ = ["ACTION_DIM", "CONTROL_DT", "Observation", "Policy", "available_policies", "load_policy"]
+__all__ = ["ACTION_DIM", "CONTROL_DT", "Observation", "Policy", "available_policies", "load_backend", "load_policy"]
 
 # name -> "module:factory"
 POLICIES: dict[str, str] = {
     "expert": "vla_ros.sim.expert:ExpertPolicy",  # privileged: needs world=SimWorld
+    "builtin": "vla_ros.policies.builtin.policy:load_shipped",  # the checkpoint shipped in the package
 }
 # checkpoint file suffix -> "module:factory" taking the path first
 CHECKPOINT_LOADERS: dict[str, str] = {
@@ -44,6 +45,21 @@ def load_policy(name_or_path: str, **options) -> Policy:
             raise FileNotFoundError(f"policy checkpoint not found: {path}")
         return _call(CHECKPOINT_LOADERS[path.suffix], (path,), options)
     raise ValueError(f"unknown policy {name_or_path!r}; available: {', '.join(available_policies())}")
+
+
+def load_backend(backend: str, checkpoint: str = "", device: str = "cpu") -> Policy:
+    """The policy an inference node runs: a backend name plus an optional checkpoint.
+
+    `builtin` takes a checkpoint file ("" = the shipped one); other backends get the
+    checkpoint as their model path. Errors name what is missing (ValueError,
+    ImportError or FileNotFoundError).
+    """
+    if backend == "builtin":
+        return load_policy(checkpoint or "builtin", device=device)
+    if backend not in POLICIES or backend == "expert":
+        raise ValueError(f"unknown backend {backend!r}; available: builtin, "
+                         + ", ".join(sorted(set(POLICIES) - {"builtin", "expert"})))
+    return load_policy(backend, path=checkpoint, device=device)
 
 
 def _call(target: str, args: tuple, options: dict) -> Policy:

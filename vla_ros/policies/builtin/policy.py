@@ -158,3 +158,12 @@ class BuiltinPolicy:
 def load_checkpoint(path: str | Path) -> BuiltinPolicy:
     """Registry entry for vla_ros.policies.load_policy: a built-in policy checkpoint file."""
     return BuiltinPolicy.load(path)
+
+
+# Trained by `vla-ros train --config default` on expert demonstrations (docs/POLICY.md).
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "default.pt"
+
+
+def load_shipped() -> BuiltinPolicy:
+    """Registry entry "builtin": the checkpoint that ships with vla_ros."""
+    return BuiltinPolicy.load(SHIPPED_CHECKPOINT)

@@ -1,0 +1,240 @@
+"""Closed-loop policy execution, without ROS: what vla_node runs between its topics.
+
+A `ClosedLoop` turns a policy into a stream of joint targets:
+
+- Time is divided into policy steps of CONTROL_DT (10 Hz), counted from the start of
+  the instruction. Every `n_action_steps` steps it asks for a new chunk, computed
+  from the newest observation by an `AsyncInference` worker thread, so the caller's
+  control loop never waits on the model.
+- A chunk's first row is the target for the step its observation was requested in;
+  overlapping chunks combine through a ChunkAggregator (ensemble | latest | average).
+- Within step k the published target ramps from the target of step k-1 to that of
+  step k, reaching it at the end of the step: the motion the simulator makes for one
+  target per step, the one the policy was trained on. `tick(now)` returns the point
+  one control period ahead, because the safety filter takes a period to reach each
+  target it accepts.
+
+It holds (returns no target, with a reason) when there is no instruction, when the
+newest image or joint state is older than `max_age`, when no chunk covers the
+current step yet, and after a policy error. Inferences that take longer than the
+latency budget are discarded and counted.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vla_ros.policies.base import CONTROL_DT, Observation, Policy, check_chunk
+from vla_ros.policies.chunking import ChunkAggregator
+
+
+@dataclass
+class TimedObservation:
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    image_stamp: float  # capture time, seconds
+    state: np.ndarray  # (8,) arm.COMMANDED_JOINTS positions
+    state_stamp: float
+
+
+@dataclass
+class ChunkResult:
+    """A finished inference: the chunk (or the error) for the step it was requested in."""
+
+    instruction_id: str
+    step: int
+    observation_stamp: float
+    chunk: np.ndarray | None
+    seconds: float
+    error: str = ""
+
+
+@dataclass
+class Target:
+    positions: np.ndarray  # (8,) joint targets, arm.COMMANDED_JOINTS order
+    stamp: float  # capture time of the newest observation behind it
+
+
+@dataclass
+class LoopStats:
+    chunks_computed: int = 0
+    inferences_discarded: int = 0
+    policy_errors: int = 0
+    holds: int = 0
+    inference_seconds: deque = field(default_factory=lambda: deque(maxlen=200))
+
+
+class AsyncInference:
+    """One worker thread running `policy.select_action` on the newest request.
+
+    A request made while the model is busy replaces any request still waiting (the
+    newest observation wins); results go to `on_result` from the worker thread.
+    """
+
+    def __init__(self, policy: Policy, on_result: Callable[[ChunkResult], None]):
+        self._policy = policy
+        self._on_result = on_result
+        self._condition = threading.Condition()
+        self._pending: tuple | None = None
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
+        self._thread.start()
+
+    def request(self, instruction_id: str, instruction: str, step: int, observation: TimedObservation) -> None:
+        with self._condition:
+            self._pending = (instruction_id, instruction, step, observation)
+            self._condition.notify()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._condition:
+            self._stopped = True
+            self._condition.notify()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                while self._pending is None and not self._stopped:
+                    self._condition.wait()
+                if self._stopped:
+                    return
+                instruction_id, instruction, step, timed = self._pending
+                self._pending = None
+            started = time.perf_counter()
+            chunk, error = None, ""
+            try:
+                chunk = check_chunk(self._policy.select_action(Observation(timed.image, timed.state), instruction))
+                if not np.all(np.isfinite(chunk)):
+                    chunk, error = None, "the policy returned non-finite targets"
+            except Exception as err:  # a backend's failure must not take the node down: hold and report
+                error = f"{type(err).__name__}: {err}"
+            seconds = time.perf_counter() - started
+            self._on_result(ChunkResult(instruction_id, step, min(timed.image_stamp, timed.state_stamp),
+                                        chunk, seconds, error))
+
+
+class ClosedLoop:
+    """The state of one instruction's execution; thread-safe (results arrive from the worker)."""
+
+    def __init__(self, policy: Policy, *, n_action_steps: int, aggregation: str, max_age: float,
+                 latency_budget: float, step_period: float = CONTROL_DT, control_period: float = 0.05):
+        if n_action_steps < 1:
+            raise ValueError(f"n_action_steps must be >= 1, got {n_action_steps}")
+        self.policy = policy
+        self.n_action_steps = n_action_steps
+        self.max_age = max_age
+        self.latency_budget = latency_budget
+        self.step_period = step_period
+        self.control_period = control_period
+        self.aggregation = aggregation
+        self.stats = LoopStats()
+        # Called from the worker thread with each accepted chunk (vla_node publishes them).
+        self.on_chunk: Callable[[ChunkResult], None] | None = None
+        self._aggregator = ChunkAggregator(aggregation)
+        self._lock = threading.Lock()
+        self._observation: TimedObservation | None = None
+        self._instruction: tuple[str, str] | None = None  # (id, text)
+        self._origin = 0.0
+        self._requested_step = -1
+        self._start_positions: np.ndarray | None = None
+        self._stamps: dict[int, float] = {}  # chunk start step -> observation stamp
+        self._error = ""
+        self._worker = AsyncInference(policy, self._on_result)
+
+    # -- inputs ---------------------------------------------------------------------
+    def observe(self, observation: TimedObservation) -> None:
+        with self._lock:
+            self._observation = observation
+
+    def start(self, instruction_id: str, text: str, now: float) -> None:
+        """Begin a new instruction: the current chunk is dropped and the policy reset."""
+        with self._lock:
+            self.policy.reset()
+            self._aggregator.reset()
+            self._stamps.clear()
+            self._instruction = (instruction_id, text)
+            self._origin = now
+            self._requested_step = -1
+            self._error = ""
+            self._start_positions = None if self._observation is None else self._observation.state.copy()
+
+    def stop(self) -> None:
+        """No instruction any more (done, timed out, e-stopped): hold."""
+        with self._lock:
+            self._instruction = None
+            self._aggregator.reset()
+
+    def close(self) -> None:
+        self._worker.stop()
+
+    @property
+    def instruction(self) -> tuple[str, str] | None:
+        return self._instruction
+
+    # -- the control tick -------------------------------------------------------------
+    def tick(self, now: float) -> tuple[Target | None, str]:
+        """The target to publish now, or None and the reason for holding.
+
+        `now` is on the clock of the observation stamps (the node's ROS clock).
+        """
+        with self._lock:
+            target, reason = self._tick(now)
+        if target is None:
+            self.stats.holds += 1
+        return target, reason
+
+    def _tick(self, now: float) -> tuple[Target | None, str]:
+        if self._instruction is None:
+            return None, "no instruction"
+        if self._error:
+            return None, f"policy error: {self._error}"
+        observation = self._observation
+        if observation is None:
+            return None, "no observation yet"
+        image_age, state_age = now - observation.image_stamp, now - observation.state_stamp
+        if image_age > self.max_age or state_age > self.max_age:
+            which = "image" if image_age > self.max_age else "joint state"
+            return None, f"{which} is stale ({max(image_age, state_age):.2f} s old > max_age {self.max_age} s)"
+        if self._start_positions is None:
+            self._start_positions = observation.state.copy()
+        elapsed = max(0.0, now - self._origin)
+        step = int(elapsed // self.step_period)
+        first_due = step - step % self.n_action_steps
+        if first_due > self._requested_step:
+            self._requested_step = first_due
+            self._worker.request(*self._instruction, step, observation)
+        current = self._aggregator.target(step)
+        if current is None:
+            return None, "waiting for the first chunk" if not self._stamps else "no chunk covers this step"
+        previous = self._aggregator.target(step - 1) if step > 0 else None
+        if previous is None:
+            previous = self._start_positions if step == 0 else current
+        fraction = min(1.0, (elapsed - step * self.step_period + self.control_period) / self.step_period)
+        stamp = max((s for start, s in self._stamps.items() if start <= step), default=observation.image_stamp)
+        return Target(previous + (current - previous) * fraction, stamp), ""
+
+    # -- results from the worker --------------------------------------------------------
+    def _on_result(self, result: ChunkResult) -> None:
+        with self._lock:
+            if self._instruction is None or result.instruction_id != self._instruction[0]:
+                return  # a chunk for an instruction that has ended
+            self.stats.inference_seconds.append(result.seconds)
+            if result.error:
+                self.stats.policy_errors += 1
+                self._error = result.error
+                return
+            if result.seconds > self.latency_budget:
+                self.stats.inferences_discarded += 1
+                self._requested_step = -1  # ask again with the next tick's observation
+                return
+            self.stats.chunks_computed += 1
+            self._aggregator.add(result.chunk, result.step)
+            self._stamps[result.step] = result.observation_stamp
+            for start in [s for s in self._stamps if s + len(result.chunk) <= result.step]:
+                del self._stamps[start]
+        if self.on_chunk is not None:
+            self.on_chunk(result)

@@ -1,0 +1,283 @@
+"""vla_node: latest frame + joint state + current instruction -> policy -> joint targets.
+
+Thin ROS plumbing around vla_ros/inference.py (ClosedLoop): the model runs on a
+worker thread, the control timer publishes the blended chunk targets; nothing here
+waits on inference. The safety filter is the only consumer of the targets: this
+node never publishes /joint_commands.
+
+Subscribes
+  /vla/image          sensor_msgs/Image (rgb8, stamp = capture time)   SENSOR
+  /joint_states       sensor_msgs/JointState                           SENSOR
+  /vla/instruction    vla_ros/Instruction                              LATCHED
+  /sim/task           vla_ros/TaskStatus (optional: its success ends the instruction)  RELIABLE
+  /safety/status      vla_ros/SafetyStatus (an e-stop abandons the instruction)       RELIABLE
+Publishes
+  /vla/joint_targets  sensor_msgs/JointState (stamp = capture time of the observation behind it)  RELIABLE
+  /vla/action_chunk   vla_ros/ActionChunk (each chunk the model computed)  RELIABLE
+  /vla/status         vla_ros/PolicyStatus (on change and at 2 Hz)      RELIABLE
+  /diagnostics        inference latency, discards, holds, input ages, 1 Hz
+"""
+from __future__ import annotations
+
+import sys
+from collections import deque
+
+import numpy as np
+from builtin_interfaces.msg import Duration
+from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState
+from trajectory_msgs.msg import JointTrajectoryPoint
+
+from vla_ros import arm, qos
+from vla_ros.camera import ros_image
+from vla_ros.inference import ChunkResult, ClosedLoop, TimedObservation
+from vla_ros.msg import ActionChunk, Instruction, PolicyStatus, SafetyStatus, TaskStatus
+from vla_ros.node_common import (
+    DIAG_ERROR,
+    DIAG_OK,
+    DIAG_WARN,
+    ConfigError,
+    Diagnostics,
+    Param,
+    declare_parameters,
+    non_negative,
+    one_of,
+    positive,
+    run_node,
+)
+from vla_ros.policies import CONTROL_DT, load_backend
+from vla_ros.policies.chunking import AGGREGATION_MODES
+
+IMAGE_TOPIC = "/vla/image"
+JOINT_STATES_TOPIC = "/joint_states"
+INSTRUCTION_TOPIC = "/vla/instruction"
+TASK_TOPIC = "/sim/task"
+SAFETY_STATUS_TOPIC = "/safety/status"
+TARGETS_TOPIC = "/vla/joint_targets"
+CHUNK_TOPIC = "/vla/action_chunk"
+STATUS_TOPIC = "/vla/status"
+
+PARAMS = [
+    Param("backend", "builtin", "policy backend: builtin | lerobot | openvla", one_of("builtin", "lerobot", "openvla")),
+    Param("checkpoint", "", "policy checkpoint file or model directory; '' = the checkpoint shipped with vla_ros"),
+    Param("device", "cpu", "torch device for backends that use one (cpu, cuda)"),
+    Param("control_rate", 20.0, "Hz at which joint targets are published (the safety filter needs >= 20)", positive),
+    Param("n_action_steps", 0, "policy steps executed per chunk before asking again; 0 = the policy's own",
+          non_negative),
+    Param("aggregation", "", "how overlapping chunks combine: ensemble | latest | average; '' = the policy's own",
+          one_of("", *AGGREGATION_MODES)),
+    Param("max_age", 0.2, "s: an image or joint state older than this stops new actions (hold)", positive),
+    Param("latency_budget", 0.1, "s: an inference slower than this is discarded and counted", positive),
+    Param("task_timeout", 60.0, "s after which an instruction ends as timed out", positive),
+    Param("joint_names", list(arm.COMMANDED_JOINTS), "the arm's names for the policy's 7 arm joints + gripper, "
+          "in that order (read from /joint_states, written to /vla/joint_targets)"),
+]
+
+# Measured positions may overshoot the limits a little; beyond this a joint state is not believed.
+STATE_TOLERANCE = 0.05
+
+STATE_NAMES = {PolicyStatus.IDLE: "idle", PolicyStatus.RUNNING: "running", PolicyStatus.DONE: "done",
+               PolicyStatus.HOLDING: "holding"}
+
+
+def _seconds(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+class VlaNode(Node):
+    def __init__(self):
+        super().__init__("vla_node")
+        p = self.params = declare_parameters(self, PARAMS)
+        if len(p.joint_names) != len(arm.COMMANDED_JOINTS) or len(set(p.joint_names)) != len(p.joint_names):
+            raise ConfigError(f"joint_names: need {len(arm.COMMANDED_JOINTS)} distinct names "
+                              f"(7 arm joints + gripper), got {p.joint_names}")
+        try:
+            policy = load_backend(p.backend, p.checkpoint, p.device)
+        except (ValueError, ImportError, OSError) as err:  # the error names the missing package, file or key
+            raise ConfigError(f"cannot load the {p.backend} policy: {err}") from err
+        n_action_steps = p.n_action_steps or getattr(policy, "n_action_steps", None)
+        self.loop = ClosedLoop(policy, n_action_steps=n_action_steps or 1,
+                               aggregation=p.aggregation or getattr(policy, "aggregation", "latest"),
+                               max_age=p.max_age, latency_budget=p.latency_budget, step_period=CONTROL_DT,
+                               control_period=1.0 / p.control_rate)
+        self._chunks: deque[ChunkResult] = deque(maxlen=8)  # computed chunks, published from the executor thread
+        self.loop.on_chunk = self._chunks.append
+        self._index = {name: i for i, name in enumerate(p.joint_names)}
+        limits = arm.limits_arrays()
+        self._lower, self._upper = limits["lower"] - STATE_TOLERANCE, limits["upper"] + STATE_TOLERANCE
+        self._image: tuple[np.ndarray, float] | None = None
+        self._state: tuple[np.ndarray, float] | None = None
+        self._status = PolicyStatus(state=PolicyStatus.IDLE, reason="no instruction yet")
+        self._instruction_start = 0.0
+        self._task_seen_unsolved = False
+        self._targets_published = 0
+        self._last_rejection = ""
+
+        self._targets = self.create_publisher(JointState, TARGETS_TOPIC, qos.RELIABLE)
+        self._chunk_pub = self.create_publisher(ActionChunk, CHUNK_TOPIC, qos.RELIABLE)
+        self._status_pub = self.create_publisher(PolicyStatus, STATUS_TOPIC, qos.RELIABLE)
+        self.create_subscription(Image, IMAGE_TOPIC, self._on_image, qos.SENSOR)
+        self.create_subscription(JointState, JOINT_STATES_TOPIC, self._on_joint_states, qos.SENSOR)
+        self.create_subscription(Instruction, INSTRUCTION_TOPIC, self._on_instruction, qos.LATCHED)
+        self.create_subscription(TaskStatus, TASK_TOPIC, self._on_task, qos.RELIABLE)
+        self.create_subscription(SafetyStatus, SAFETY_STATUS_TOPIC, self._on_safety, qos.RELIABLE)
+        self.create_timer(1.0 / p.control_rate, self._on_control)
+        self.create_timer(0.5, self._publish_status)
+        self._diagnostics = Diagnostics(self, self._diagnostic_checks)
+        self.get_logger().info(f"{p.backend} policy loaded ({p.checkpoint or 'shipped checkpoint'}); "
+                               f"{n_action_steps or 1} step(s) per chunk, {self.loop.aggregation} aggregation, "
+                               f"targets at {p.control_rate} Hz")
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    # -- inputs ---------------------------------------------------------------------
+    def _on_image(self, msg: Image) -> None:
+        try:
+            self._image = (ros_image.image_to_rgb(msg), _seconds(msg.header.stamp))
+        except ValueError as err:
+            self._reject(f"image rejected: {err}")
+            return
+        self._observe()
+
+    def _on_joint_states(self, msg: JointState) -> None:
+        positions = dict(zip(msg.name, msg.position))
+        if len(msg.name) != len(msg.position):
+            self._reject(f"joint state rejected: {len(msg.name)} names but {len(msg.position)} positions")
+            return
+        missing = [name for name in self._index if name not in positions]
+        if missing:
+            self._reject(f"joint state rejected: missing {', '.join(missing)}")
+            return
+        state = np.array([positions[name] for name in self._index], dtype=float)
+        if not np.all(np.isfinite(state)):
+            self._reject("joint state rejected: non-finite positions")
+            return
+        outside = [name for name, q, lo, hi in zip(self._index, state, self._lower, self._upper) if not lo <= q <= hi]
+        if outside:
+            self._reject(f"joint state rejected: {', '.join(outside)} outside the joint limits")
+            return
+        self._state = (state, _seconds(msg.header.stamp))
+        self._observe()
+
+    def _observe(self) -> None:
+        if self._image is not None and self._state is not None:
+            (image, image_stamp), (state, state_stamp) = self._image, self._state
+            self.loop.observe(TimedObservation(image, image_stamp, state, state_stamp))
+
+    def _on_instruction(self, msg: Instruction) -> None:
+        current = self.loop.instruction
+        if current is not None and current[0] == msg.id:
+            return  # the latched copy of the instruction already running
+        text = msg.text.strip()
+        if not text:
+            self._reject(f"instruction {msg.id!r} rejected: empty text")
+            return
+        self._instruction_start = self._now()
+        self._task_seen_unsolved = False
+        self.loop.start(msg.id, text, self._instruction_start)
+        self.get_logger().info(f"instruction {msg.id}: {text!r}")
+        self._set_status(PolicyStatus.RUNNING, msg.id, text, "")
+
+    def _on_task(self, msg: TaskStatus) -> None:
+        # The simulator's success latches until its task changes: only a success that
+        # follows an unsolved state seen during this instruction ends it.
+        if self.loop.instruction is None:
+            return
+        if not msg.success:
+            self._task_seen_unsolved = True
+        elif self._task_seen_unsolved:
+            self._finish("task succeeded")
+
+    def _on_safety(self, msg: SafetyStatus) -> None:
+        if msg.state == SafetyStatus.ESTOP and self.loop.instruction is not None:
+            self._finish(f"e-stop: instruction abandoned ({msg.reason})", state=PolicyStatus.HOLDING)
+
+    # -- control ----------------------------------------------------------------------
+    def _on_control(self) -> None:
+        while self._chunks:
+            self._publish_chunk(self._chunks.popleft())
+        instruction = self.loop.instruction
+        if instruction is None:
+            return
+        now = self._now()
+        if now - self._instruction_start > self.params.task_timeout:
+            self._finish(f"time limit of {self.params.task_timeout} s reached")
+            return
+        target, reason = self.loop.tick(now)
+        if target is None:
+            self._set_status(PolicyStatus.HOLDING, *instruction, reason)
+            return
+        msg = JointState(name=list(self.params.joint_names), position=target.positions.tolist())
+        msg.header.stamp.sec = int(target.stamp)
+        msg.header.stamp.nanosec = int(round((target.stamp - int(target.stamp)) * 1e9)) % 1_000_000_000
+        self._targets.publish(msg)
+        self._targets_published += 1
+        self._set_status(PolicyStatus.RUNNING, *instruction, "")
+
+    def _publish_chunk(self, result: ChunkResult) -> None:
+        msg = ActionChunk(instruction_id=result.instruction_id, confidence=1.0, inference_time=result.seconds)
+        msg.header.stamp.sec = int(result.observation_stamp)
+        msg.header.stamp.nanosec = int((result.observation_stamp % 1.0) * 1e9)
+        msg.trajectory.joint_names = list(self.params.joint_names)
+        for i, row in enumerate(result.chunk):
+            t = (i + 1) * CONTROL_DT
+            msg.trajectory.points.append(JointTrajectoryPoint(
+                positions=row.tolist(), time_from_start=Duration(sec=int(t), nanosec=int((t % 1.0) * 1e9))))
+        self._chunk_pub.publish(msg)
+
+    def _finish(self, reason: str, state: int = PolicyStatus.DONE) -> None:
+        instruction = self.loop.instruction
+        self.loop.stop()
+        self.get_logger().info(f"instruction {instruction[0] if instruction else ''} ended: {reason}")
+        self._set_status(state, *(instruction or ("", "")), reason)
+
+    # -- status -------------------------------------------------------------------------
+    def _set_status(self, state: int, instruction_id: str, text: str, reason: str) -> None:
+        status = self._status
+        changed = (status.state, status.instruction_id, status.reason) != (state, instruction_id, reason)
+        status.state, status.instruction_id, status.instruction, status.reason = state, instruction_id, text, reason
+        if changed:
+            self._publish_status()
+
+    def _publish_status(self) -> None:
+        status = self._status
+        status.header.stamp = self.get_clock().now().to_msg()
+        status.chunks_computed = self.loop.stats.chunks_computed
+        status.inferences_discarded = self.loop.stats.inferences_discarded
+        self._status_pub.publish(status)
+
+    def _reject(self, reason: str) -> None:
+        self._last_rejection = reason
+        self.get_logger().warning(reason, throttle_duration_sec=2.0)
+
+    def _diagnostic_checks(self) -> list[tuple[str, bytes, str, dict]]:
+        stats = self.loop.stats
+        latencies = np.array(stats.inference_seconds) * 1000.0
+        timing = {"inference_ms_p50": round(float(np.median(latencies)), 2) if len(latencies) else "",
+                  "inference_ms_max": round(float(latencies.max()), 2) if len(latencies) else "",
+                  "chunks_computed": stats.chunks_computed, "inferences_discarded": stats.inferences_discarded,
+                  "policy_errors": stats.policy_errors, "targets_published": self._targets_published}
+        now = self._now()
+        ages = {"image_age_s": round(now - self._image[1], 3) if self._image else "none",
+                "joint_state_age_s": round(now - self._state[1], 3) if self._state else "none",
+                "last_rejection": self._last_rejection}
+        status = self._status
+        level = DIAG_ERROR if "policy error" in status.reason else (
+            DIAG_WARN if status.state == PolicyStatus.HOLDING else DIAG_OK)
+        message = f"{STATE_NAMES[status.state]}" + (f": {status.reason}" if status.reason else "")
+        return [("policy", level, message, {"instruction": status.instruction, **timing}),
+                ("inputs", DIAG_OK if self._image and self._state else DIAG_WARN,
+                 "receiving" if self._image and self._state else "waiting for image and joint states", ages)]
+
+    def destroy_node(self):
+        self.loop.close()
+        return super().destroy_node()
+
+
+def main(args=None):
+    return run_node(VlaNode, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
