@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
+from vla_ros.camera.preprocess import policy_frame
 from vla_ros.policies.builtin.config import VLAConfig
 from vla_ros.policies.builtin.language import LanguageEncoder
 from vla_ros.policies.builtin.model import VLAModel
@@ -52,19 +52,6 @@ class Normalization:
                                                                           "offset_std")})
 
 
-def resize_image(image: np.ndarray, size: int) -> np.ndarray:
-    """RGB uint8 (H, W, 3) -> (size, size, 3), centre-cropped to a square first."""
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected an RGB image (H, W, 3), got shape {image.shape}")
-    h, w = image.shape[:2]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    square = image[top : top + side, left : left + side]
-    if side == size:
-        return np.ascontiguousarray(square)
-    return cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA)
-
-
 def image_tensor(images: np.ndarray) -> torch.Tensor:
     """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [0, 1]."""
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
@@ -99,7 +86,7 @@ class BuiltinPolicy:
             raise ValueError(f"state must be {self.config.state_dim} finite joint positions, got {state}")
         tokens, mask = self.language.encode(instruction)
         offsets = self.model.predict(
-            image_tensor(resize_image(image, self.config.image_size)[None]),
+            image_tensor(policy_frame(image, self.config.image_size)[None]),
             torch.from_numpy((state - n.state_mean) / n.state_std)[None],
             torch.from_numpy(tokens)[None],
             torch.from_numpy(mask)[None],

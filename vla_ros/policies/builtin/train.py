@@ -16,11 +16,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from vla_ros.camera.preprocess import policy_frame
 from vla_ros.dataset import EpisodeDataset
 from vla_ros.policies.builtin.config import VLAConfig
 from vla_ros.policies.builtin.language import LanguageEncoder
 from vla_ros.policies.builtin.model import VLAModel
-from vla_ros.policies.builtin.policy import BuiltinPolicy, Normalization, image_tensor, resize_image
+from vla_ros.policies.builtin.policy import BuiltinPolicy, Normalization, image_tensor
 
 # Images above this many bytes stay memory-mapped instead of being loaded once.
 _IN_MEMORY_LIMIT = 6 * 1024**3
@@ -57,7 +58,7 @@ def load_training_data(dataset: EpisodeDataset, config: VLAConfig) -> TrainingDa
         episode_of_frame.append(np.full(end - start, position))
         if in_memory:
             frames = dataset.read("observation.image", start, end)
-            images.append(np.stack([resize_image(f, config.image_size) for f in frames]))
+            images.append(np.stack([policy_frame(f, config.image_size) for f in frames]))
     if not in_memory:
         raise MemoryError(f"{dataset.num_frames} frames at {config.image_size}px exceed the in-memory limit; "
                           "train on a smaller image size or fewer episodes")
