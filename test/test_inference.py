@@ -179,11 +179,31 @@ def test_a_new_instruction_drops_the_running_chunk_and_late_results_of_the_old_o
     assert wait_for(lambda: policy.calls == 1)
     time.sleep(0.02)
     assert loop.stats.chunks_computed == 0  # the result for "a" was dropped
-    loop.tick(0.01)
+    observe(loop, 0.02)  # the first frame since "b" began is what it is computed from
     assert wait_for(lambda: loop.stats.chunks_computed == 1)
     assert policy.instructions[-1] == "push the blue cube left"
     loop.stop()
     assert loop.tick(0.02) == (None, "no instruction")
+
+
+def test_a_due_chunk_waits_for_a_frame_captured_after_its_step_began(closing):
+    policy = CountingPolicy(chunk_size=4)
+    loop = make_loop(policy, n_action_steps=1)
+    closing(loop)
+    observe(loop, 0.0)
+    loop.start("a", "x", 0.0)
+    loop.tick(0.0)
+    assert wait_for(lambda: policy.calls == 1)
+    loop.tick(0.11)  # step 1 is due, but the newest frame is from step 0
+    time.sleep(0.02)
+    assert policy.calls == 1
+    observe(loop, 0.12)  # a fresh frame: asked at once
+    assert wait_for(lambda: policy.calls == 2)
+    loop.tick(0.21)
+    time.sleep(0.02)
+    assert policy.calls == 2
+    loop.tick(0.26)  # half a step without a fresh frame: asked with the newest one
+    assert wait_for(lambda: policy.calls == 3)
 
 
 def test_rejects_bad_settings():

@@ -3,9 +3,12 @@
 A `ClosedLoop` turns a policy into a stream of joint targets:
 
 - Time is divided into policy steps of CONTROL_DT (10 Hz), counted from the start of
-  the instruction. Every `n_action_steps` steps it asks for a new chunk, computed
-  from the newest observation by an `AsyncInference` worker thread, so the caller's
-  control loop never waits on the model.
+  the instruction. Every `n_action_steps` steps a new chunk is due. It is asked for
+  with the first camera frame captured after the step began (so the frame is as new
+  as it can be when the model sees it: frame -> target latency is one inference, not
+  up to a frame period more), or with the newest frame once half a step has passed
+  without one. An `AsyncInference` worker thread computes it, so the caller's control
+  loop never waits on the model.
 - A chunk's first row is the target for the step its observation was requested in;
   overlapping chunks combine through a ChunkAggregator (ensemble | latest | average).
 - Within step k the published target ramps from the target of step k-1 to that of
@@ -140,6 +143,7 @@ class ClosedLoop:
         self._instruction: tuple[str, str] | None = None  # (id, text)
         self._origin = 0.0
         self._requested_step = -1
+        self._due_step = 0
         self._start_positions: np.ndarray | None = None
         self._stamps: dict[int, float] = {}  # chunk start step -> observation stamp
         self._error = ""
@@ -149,6 +153,8 @@ class ClosedLoop:
     def observe(self, observation: TimedObservation) -> None:
         with self._lock:
             self._observation = observation
+            if self._instruction is not None and not self._error:
+                self._request_if_due(now=observation.image_stamp)
 
     def start(self, instruction_id: str, text: str, now: float) -> None:
         """Begin a new instruction: the current chunk is dropped and the policy reset."""
@@ -159,6 +165,7 @@ class ClosedLoop:
             self._instruction = (instruction_id, text)
             self._origin = now
             self._requested_step = -1
+            self._due_step = 0
             self._error = ""
             self._start_positions = None if self._observation is None else self._observation.state.copy()
 
@@ -203,10 +210,8 @@ class ClosedLoop:
             self._start_positions = observation.state.copy()
         elapsed = max(0.0, now - self._origin)
         step = int(elapsed // self.step_period)
-        first_due = step - step % self.n_action_steps
-        if first_due > self._requested_step:
-            self._requested_step = first_due
-            self._worker.request(*self._instruction, step, observation)
+        self._due_step = max(self._due_step, step - step % self.n_action_steps)
+        self._request_if_due(now)
         current = self._aggregator.target(step)
         if current is None:
             return None, "waiting for the first chunk" if not self._stamps else "no chunk covers this step"
@@ -216,6 +221,15 @@ class ClosedLoop:
         fraction = min(1.0, (elapsed - step * self.step_period + self.control_period) / self.step_period)
         stamp = max((s for start, s in self._stamps.items() if start <= step), default=observation.image_stamp)
         return Target(previous + (current - previous) * fraction, stamp), ""
+
+    def _request_if_due(self, now: float) -> None:
+        """Ask for the due chunk with a frame captured since its step began, or late with the newest one."""
+        if self._due_step <= self._requested_step or self._observation is None:
+            return
+        step_start = self._origin + self._due_step * self.step_period
+        if self._observation.image_stamp >= step_start or now - step_start >= self.step_period / 2:
+            self._requested_step = self._due_step
+            self._worker.request(*self._instruction, self._due_step, self._observation)
 
     # -- results from the worker --------------------------------------------------------
     def _on_result(self, result: ChunkResult) -> None:
@@ -229,7 +243,7 @@ class ClosedLoop:
                 return
             if result.seconds > self.latency_budget:
                 self.stats.inferences_discarded += 1
-                self._requested_step = -1  # ask again with the next tick's observation
+                self._requested_step = -1  # ask again with the next fresh frame
                 return
             self.stats.chunks_computed += 1
             self._aggregator.add(result.chunk, result.step)
