@@ -3,8 +3,8 @@
 It reads the current task and the true object poses from the SimWorld it was
 built with (the instruction is not needed), moves the tool centre point along
 straight lines at bounded speed with a top-down hand, and turns each Cartesian
-waypoint into joint targets by damped least-squares IK on MuJoCo's Jacobian of
-the `tcp` site, with a null-space pull towards the home posture. Joint steps are
+waypoint into joint targets by damped least-squares IK on the arm model
+(vla_ros.kinematics), with a null-space pull towards the home posture. Joint steps are
 kept under the velocity limits, so its targets pass a safety filter unchanged.
 
 It is closed-loop (re-plans every control step from the true state), so with
@@ -16,10 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import mujoco
 import numpy as np
 
-from vla_ros import arm
+from vla_ros import arm, kinematics
 from vla_ros.policies.base import CONTROL_DT, Observation
 from vla_ros.sim import tasks
 from vla_ros.sim.state import WorldState
@@ -45,10 +44,6 @@ GRASP_WAIT_STEPS = 3  # control steps to wait with the gripper closed before jud
 PUSH_LOST = 0.015  # m, the object's centre this far beside the pushing finger: it slid off, push again
 # Detours (noise) only where a wrong move cannot knock anything over: away from contact.
 FREE_SPACE_PHASES = frozenset({"approach", "lift", "carry", "retreat"})
-# Damped least squares.
-IK_ITERATIONS = 3
-IK_DAMPING = 0.05
-POSTURE_GAIN = 0.1
 
 
 @dataclass(frozen=True)
@@ -59,56 +54,6 @@ class ExpertNoise:
     detour_probability: float = 0.0  # per control step, chance of starting a detour
     detour_size: float = 0.05  # m, largest offset of a detour's waypoint
     detour_steps: int = 5  # control steps a detour lasts
-
-
-class _Kinematics:
-    """TCP pose and damped least-squares IK on a private MjData of the world's model."""
-
-    def __init__(self, world: SimWorld):
-        self._model = world.model
-        self._data = mujoco.MjData(world.model)
-        self._qpos = np.array([world.model.joint(n).qposadr[0] for n in arm.ARM_JOINTS])
-        self._dofs = np.array([world.model.joint(n).dofadr[0] for n in arm.ARM_JOINTS])
-        self._site = world.model.site("tcp").id
-        limits = arm.limits_arrays(arm.ARM_JOINTS)
-        margin = 0.02
-        self._lower, self._upper = limits["lower"] + margin, limits["upper"] - margin
-        self._home = arm.home_vector()[:7]
-        self._jacp = np.zeros((3, world.model.nv))
-        self._jacr = np.zeros((3, world.model.nv))
-
-    def pose(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        self._data.qpos[self._qpos] = q
-        mujoco.mj_kinematics(self._model, self._data)
-        return self._data.site_xpos[self._site].copy(), self._data.site_xmat[self._site].reshape(3, 3).copy()
-
-    def solve(self, q: np.ndarray, position: np.ndarray, rotation: np.ndarray) -> np.ndarray:
-        q = q.copy()
-        for _ in range(IK_ITERATIONS):
-            current_position, current_rotation = self.pose(q)
-            mujoco.mj_comPos(self._model, self._data)
-            mujoco.mj_jacSite(self._model, self._data, self._jacp, self._jacr, self._site)
-            jacobian = np.vstack([self._jacp[:, self._dofs], self._jacr[:, self._dofs]])
-            error = np.concatenate([position - current_position, rotation_error(rotation, current_rotation)])
-            inverse = jacobian.T @ np.linalg.inv(jacobian @ jacobian.T + IK_DAMPING**2 * np.eye(6))
-            null_space = np.eye(7) - inverse @ jacobian
-            q = q + inverse @ error + null_space @ (POSTURE_GAIN * (self._home - q))
-            q = np.clip(q, self._lower, self._upper)
-        return q
-
-
-def rotation_error(target: np.ndarray, current: np.ndarray) -> np.ndarray:
-    """Rotation vector (axis * angle, world frame) turning `current` into `target`."""
-    quat_target, quat_current, difference = np.zeros(4), np.zeros(4), np.zeros(4)
-    mujoco.mju_mat2Quat(quat_target, target.ravel())
-    mujoco.mju_mat2Quat(quat_current, current.ravel())
-    mujoco.mju_negQuat(quat_current, quat_current)
-    mujoco.mju_mulQuat(difference, quat_target, quat_current)
-    if difference[0] < 0:  # the short way round
-        difference = -difference
-    velocity = np.zeros(3)
-    mujoco.mju_quat2Vel(velocity, difference, 1.0)
-    return velocity
 
 
 def _yaw_rotation(yaw: float) -> np.ndarray:
@@ -130,7 +75,6 @@ class ExpertPolicy:
         self.world = world
         self.noise = noise or ExpertNoise()
         self.seed = seed
-        self._kinematics = _Kinematics(world)
         self.clean_action = np.zeros(len(arm.COMMANDED_JOINTS))
         self.reset()
 
@@ -175,16 +119,12 @@ class ExpertPolicy:
             return goal[1]
         _, position, yaw, speed = goal
         waypoint = _step_towards(state.tcp, position + detour, speed * CONTROL_DT)
-        _, current_rotation = self._kinematics.pose(q)
-        turn = rotation_error(_yaw_rotation(yaw) @ HAND_DOWN, current_rotation)
+        _, current_rotation = kinematics.tcp_pose(q)
+        turn = kinematics.rotation_error(_yaw_rotation(yaw) @ HAND_DOWN, current_rotation)
         angle = np.linalg.norm(turn)
         if angle > MAX_TURN:
             turn *= MAX_TURN / angle
-        rotation_step = np.zeros(9)
-        quat = np.zeros(4)
-        mujoco.mju_axisAngle2Quat(quat, turn / max(np.linalg.norm(turn), 1e-12), np.linalg.norm(turn))
-        mujoco.mju_quat2Mat(rotation_step, quat)
-        return self._kinematics.solve(q, waypoint, rotation_step.reshape(3, 3) @ current_rotation)
+        return kinematics.solve_ik(q, waypoint, kinematics.axis_angle_matrix(turn) @ current_rotation)
 
     @staticmethod
     def _limited(joint_goal: np.ndarray, base: np.ndarray, previous_step: np.ndarray) -> np.ndarray:
@@ -340,7 +280,7 @@ class ExpertPolicy:
         return float((yaw + np.pi / 4) % (np.pi / 2) - np.pi / 4)
 
     def _current_yaw(self) -> float:
-        _, rotation = self._kinematics.pose(self.world.joint_positions()[:7])
+        _, rotation = kinematics.tcp_pose(self.world.joint_positions()[:7])
         relative = rotation @ HAND_DOWN.T
         return float(np.arctan2(relative[1, 0], relative[0, 0]))
 
