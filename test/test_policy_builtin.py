@@ -129,3 +129,27 @@ def test_unknown_config_names_and_fields_are_rejected():
         VLAConfig.from_dict({"layers": 3})
     with pytest.raises(ValueError, match="head must be"):
         VLAConfig(head="transformer")
+
+
+def test_int8_policy_quantises_the_linear_layers_and_stays_close(language):
+    import torch
+
+    from vla_ros.policies.builtin.model import VLAModel
+    from vla_ros.policies.builtin.policy import Normalization
+
+    torch.manual_seed(0)
+    config = CONFIGS["tiny"]
+    k = config.chunk_size
+    policy = BuiltinPolicy(config, VLAModel(config), Normalization(np.zeros(8, np.float32), np.ones(8, np.float32),
+                                                                   np.zeros((k, 8), np.float32),
+                                                                   np.ones((k, 8), np.float32)), language=language)
+    quantised = policy.int8()
+    dynamic_linear = torch.ao.nn.quantized.dynamic.Linear
+    assert any(isinstance(m, dynamic_linear) for m in quantised.model.modules())
+    assert not any(type(m) is torch.nn.Linear for m in quantised.model.modules())
+    assert not any(isinstance(m, dynamic_linear) for m in policy.model.modules())  # the original is untouched
+    image = np.random.default_rng(2).integers(0, 255, (48, 48, 3), dtype=np.uint8)
+    a = policy.predict_chunk(image, arm.home_vector(), "pick up the red cube")
+    b = quantised.predict_chunk(image, arm.home_vector(), "pick up the red cube")
+    offsets_a, offsets_b = a - arm.home_vector(), b - arm.home_vector()
+    assert np.abs(offsets_a - offsets_b).max() < 0.1 * np.abs(offsets_a).max() + 1e-3

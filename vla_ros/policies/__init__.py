@@ -19,6 +19,7 @@ __all__ = ["ACTION_DIM", "CONTROL_DT", "Observation", "Policy", "available_polic
 POLICIES: dict[str, str] = {
     "expert": "vla_ros.sim.expert:ExpertPolicy",  # privileged: needs world=SimWorld
     "builtin": "vla_ros.policies.builtin.policy:load_shipped",  # the checkpoint shipped in the package
+    "builtin-int8": "vla_ros.policies.builtin.policy:load_shipped_int8",  # the same, INT8 dynamic quantisation
 }
 # checkpoint file suffix -> "module:factory" taking the path first
 CHECKPOINT_LOADERS: dict[str, str] = {
@@ -56,9 +57,9 @@ def load_backend(backend: str, checkpoint: str = "", device: str = "cpu") -> Pol
     """
     if backend == "builtin":
         return load_policy(checkpoint or "builtin", device=device)
-    if backend not in POLICIES or backend == "expert":
+    if backend not in POLICIES or backend in ("expert", "builtin-int8"):
         raise ValueError(f"unknown backend {backend!r}; available: builtin, "
-                         + ", ".join(sorted(set(POLICIES) - {"builtin", "expert"})))
+                         + ", ".join(sorted(set(POLICIES) - {"builtin", "builtin-int8", "expert"})))
     return load_policy(backend, path=checkpoint, device=device)
 
 

@@ -7,6 +7,7 @@ config's `aggregation` mode is the one it was evaluated with).
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,6 +98,21 @@ class BuiltinPolicy:
     def select_action(self, observation, instruction: str) -> np.ndarray:
         return self.predict_chunk(observation.image, observation.state, instruction)
 
+    def int8(self) -> BuiltinPolicy:
+        """A copy with INT8 dynamic quantisation of the linear layers (weights int8, activations per call).
+
+        The convolutions stay float: dynamic quantisation covers only linear layers.
+        torch marks these kernels deprecated (kept in 2.13); bench/bench_policy_latency.py
+        measures the speed and `vla-ros eval --policy builtin-int8` the success change.
+        """
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            model = torch.ao.quantization.quantize_dynamic(copy.deepcopy(self.model), {torch.nn.Linear},
+                                                           dtype=torch.qint8)
+        return BuiltinPolicy(self.config, model, self.normalization, {**self.metadata, "int8": True}, self.language)
+
     # -- checkpoints --------------------------------------------------------------------
     def save(self, path: str | Path, extra_metadata: dict | None = None) -> None:
         path = Path(path)
@@ -154,3 +170,8 @@ SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "default.pt"
 def load_shipped() -> BuiltinPolicy:
     """Registry entry "builtin": the checkpoint that ships with vla_ros."""
     return BuiltinPolicy.load(SHIPPED_CHECKPOINT)
+
+
+def load_shipped_int8() -> BuiltinPolicy:
+    """Registry entry "builtin-int8": the shipped checkpoint with INT8 dynamic quantisation."""
+    return load_shipped().int8()
