@@ -17,7 +17,7 @@ from vla_ros import arm
 from vla_ros.policies.builtin.config import CONFIGS
 from vla_ros.policies.builtin.language import LanguageEncoder
 from vla_ros.policies.builtin.model import VLAModel
-from vla_ros.policies.builtin.policy import BuiltinPolicy, Normalization
+from vla_ros.policies.builtin.policy import SHIPPED_CHECKPOINT, BuiltinPolicy, Normalization
 
 INSTRUCTION = "pick up the red cube"
 
@@ -58,9 +58,17 @@ def main() -> None:
         results["variants"][name] = {"latency_ms": time_policy(policy, args.repeats), "parameters": params}
         print(f"{name:16s} p50 {results['variants'][name]['latency_ms']['p50']:.2f} ms  "
               f"p99 {results['variants'][name]['latency_ms']['p99']:.2f} ms  params {params}")
-    quantised = _untrained_policy(CONFIGS["default"], language)
-    quantised.model = torch.ao.quantization.quantize_dynamic(quantised.model, {torch.nn.Linear}, dtype=torch.qint8)
-    results["variants"]["default_int8"] = {"latency_ms": time_policy(quantised, args.repeats)}
+    results["variants"]["default_int8"] = {
+        "latency_ms": time_policy(_untrained_policy(CONFIGS["default"], language).int8(), args.repeats)}
+    if SHIPPED_CHECKPOINT.is_file():
+        shipped = BuiltinPolicy.load(SHIPPED_CHECKPOINT, language=language)
+        results["variants"]["shipped"] = {"latency_ms": time_policy(shipped, args.repeats),
+                                          "config": shipped.config.to_dict()}
+        results["variants"]["shipped_int8"] = {"latency_ms": time_policy(shipped.int8(), args.repeats)}
+    for name in ("default_int8", "shipped", "shipped_int8"):
+        if name in results["variants"]:
+            latency = results["variants"][name]["latency_ms"]
+            print(f"{name:16s} p50 {latency['p50']:.2f} ms  p99 {latency['p99']:.2f} ms")
     default_p99 = results["variants"]["default"]["latency_ms"]["p99"]
     results["target"] = {"metric": "default p99 ms", "limit": 10.0, "value": default_p99, "met": default_p99 <= 10.0}
     save("policy_latency", results)
