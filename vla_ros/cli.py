@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "collect": ("vla_ros.commands.collect", "record expert demonstrations in the simulator as a dataset"),
     "train": ("vla_ros.commands.train", "train the built-in VLA policy on a demonstration dataset (CPU)"),
     "safety": ("vla_ros.commands.safety", "trigger or reset the e-stop, or print the safety filter's status"),
+    "urdf": ("vla_ros.commands.urdf", "print the arm's URDF, generated from vla_ros/arm.py"),
 }
 
 
