@@ -19,6 +19,7 @@ __all__ = ["ACTION_DIM", "CONTROL_DT", "Observation", "Policy", "available_polic
 POLICIES: dict[str, str] = {
     "expert": "vla_ros.sim.expert:ExpertPolicy",  # privileged: needs world=SimWorld
     "builtin": "vla_ros.policies.builtin.policy:load_shipped",  # the checkpoint shipped in the package
+    "lerobot": "vla_ros.policies.lerobot_backend:load",  # path= a saved LeRobot policy directory
     "builtin-int8": "vla_ros.policies.builtin.policy:load_shipped_int8",  # the same, INT8 dynamic quantisation
 }
 # checkpoint file suffix -> "module:factory" taking the path first
