@@ -262,8 +262,12 @@ def evaluate(
     video_dir: str | Path | None = None,
     command_filter: CommandFilter | None = None,
     progress: bool = True,
+    policy_options: dict | None = None,
 ) -> dict:
-    """Evaluate a policy (registry name or checkpoint path) and return the report as a dict."""
+    """Evaluate a policy (registry name or checkpoint path) and return the report as a dict.
+
+    `policy_options` go to load_policy (e.g. {"path": ...} for the lerobot and openvla backends).
+    """
     from tqdm import tqdm
 
     from vla_ros.policies import load_policy
@@ -271,7 +275,7 @@ def evaluate(
 
     planned = plan_episodes(episodes, seed, split, tasks_file)
     world = SimWorld(image_size=image_size)
-    evaluator = Evaluator(world, load_policy(policy, world=world), command_filter)
+    evaluator = Evaluator(world, load_policy(policy, world=world, **(policy_options or {})), command_filter)
     started = time.perf_counter()
     results: list[EpisodeResult] = []
     bar = tqdm(planned, desc=f"eval {policy}", unit="ep", disable=not progress)

@@ -12,6 +12,8 @@ SPLITS = ("seen", "unseen", "paraphrase", "all")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", default="expert",
                         help="expert, builtin, or a checkpoint path (default expert)")
+    parser.add_argument("--checkpoint", metavar="PATH",
+                        help="the model directory of a --policy lerobot or openvla backend (docs/BACKENDS.md)")
     parser.add_argument("--episodes", type=int, default=20, help="number of episodes (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the episode plan and scenes (default 0)")
     parser.add_argument("--split", choices=SPLITS, default="all",
@@ -32,8 +34,9 @@ def run(args: argparse.Namespace) -> int:
         print("error: --episodes must be >= 1 and --image-size >= 16", file=sys.stderr)
         return 2
     try:
-        report = evaluate(args.policy, args.episodes, args.seed, args.split, args.tasks, args.image_size, args.video)
-    except (ValueError, FileNotFoundError) as err:  # bad tasks file, unknown policy, impossible task
+        report = evaluate(args.policy, args.episodes, args.seed, args.split, args.tasks, args.image_size, args.video,
+                          policy_options={"path": args.checkpoint} if args.checkpoint else None)
+    except (ValueError, ImportError, OSError) as err:  # bad tasks file, unknown policy, impossible task
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.json:
