@@ -7,6 +7,7 @@ generated from all of them, so a word the robot can act on is a word it can hear
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 
@@ -78,3 +79,46 @@ def words() -> list[str]:
     """Every word the robot understands: the task phrasings' words plus stop and resume words."""
     text = " ".join(all_phrasings() + list(STOP_PHRASES) + list(RESUME_PHRASES))
     return sorted(set(text.split()))
+
+
+@functools.cache
+def _template_patterns() -> tuple[tuple[str, re.Pattern], ...]:
+    """(task kind, pattern) of every TRAIN and PARAPHRASE template, slots as named groups."""
+    slots = {"object": OBJECTS, "target": OBJECTS + PLATES, "direction": DIRECTIONS}
+    patterns = []
+    for templates in (TRAIN_TEMPLATES, PARAPHRASE_TEMPLATES):
+        for kind, phrasings in templates.items():
+            for template in phrasings:
+                parts = _PLACEHOLDER.split(template)  # literal, slot, literal, slot, ...
+                regex = "".join(re.escape(part) if i % 2 == 0 else f"(?P<{part}>{'|'.join(slots[part])})"
+                                for i, part in enumerate(parts))
+                patterns.append((kind, re.compile(regex)))
+    return tuple(patterns)
+
+
+def parse_instruction(text: str) -> dict | None:
+    """The task spec an instruction asks for (as in sim/tasks.py), or None.
+
+    The inverse of filling the templates: the text, in intake's normal form
+    (case, punctuation and spacing do not matter), must be a TRAIN or PARAPHRASE
+    phrasing with known slot values. Place and stack differ only in their
+    target ("set the X onto the Y" is a phrasing of both), so a plate makes it a
+    place and an object a stack, whichever phrasing was used. None for text
+    that matches no phrasing, asks for the impossible (an object on itself) or
+    could mean two different tasks. Push specs leave the distance to its default.
+    """
+    from vla_ros.intake.text import normalise  # intake builds on this module
+
+    normal = normalise(text)
+    meanings = set()
+    for kind, pattern in _template_patterns():
+        match = pattern.fullmatch(normal)
+        if match is None:
+            continue
+        spec = {"task": kind, **match.groupdict()}
+        if kind in ("place", "stack"):
+            spec["task"] = "place" if spec["target"] in PLATES else "stack"
+            if spec["object"] == spec["target"]:
+                continue
+        meanings.add(tuple(sorted(spec.items())))
+    return dict(meanings.pop()) if len(meanings) == 1 else None
