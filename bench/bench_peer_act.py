@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -121,9 +122,11 @@ def main() -> int:
     if not budget:
         parser.error(f"{args.builtin} records no train_seconds: give --budget-minutes")
     dataset_dir, act_dir = args.work_dir / "lerobot_dataset", args.work_dir / "act"
-    conversion = None
-    if not (dataset_dir / "meta" / "info.json").is_file():
+    converted = args.work_dir / "conversion.json"  # written once the conversion is complete
+    if not converted.is_file():
+        shutil.rmtree(dataset_dir, ignore_errors=True)  # a partial conversion
         conversion = lerobot_step(args.lerobot_python, "convert", str(args.data), str(dataset_dir))
+        converted.write_text(json.dumps(conversion))
     if args.retrain or not (act_dir / "train_info.json").is_file():
         lerobot_step(args.lerobot_python, "train", str(dataset_dir), str(act_dir), "--budget-seconds", str(budget),
                      "--chunk-size", str(args.chunk_size), "--n-action-steps", str(args.n_action_steps),
@@ -152,7 +155,7 @@ def main() -> int:
         "act_training": {k: v for k, v in training.items() if k != "loss_history"}
         | {"final_loss": training["loss_history"][-1][2] if training["loss_history"] else None,
            "backbone": "ResNet-18 from scratch (ImageNet weights cannot be fetched here)"},
-        "conversion": conversion,
+        "conversion": json.loads(converted.read_text()),
         "lerobot": lerobot_versions(args.lerobot_python),
         "evaluation": {"episodes": args.episodes, "seed": args.seed, "split": "all", "image_size": args.image_size},
         "builtin": builtin_row,
