@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "safety": ("vla_ros.commands.safety", "trigger or reset the e-stop, or print the safety filter's status"),
     "urdf": ("vla_ros.commands.urdf", "print the arm's URDF, generated from vla_ros/arm.py"),
     "record": ("vla_ros.commands.record", "record the pipeline's topics to an MCAP file (Foxglove, ros2 bag)"),
+    "dataset": ("vla_ros.commands.dataset", "convert MCAP recordings into a training dataset; summarise a dataset"),
 }
 
 
