@@ -75,7 +75,7 @@ class RemoteRunner:
             try:
                 lerobot_runner.write_message(self._process.stdin, header, arrays)
                 reply, replies = lerobot_runner.read_message(self._process.stdout)
-            except (OSError, lerobot_runner.ProtocolError) as err:
+            except (OSError, ValueError, lerobot_runner.ProtocolError) as err:  # ValueError: closed pipe, bad JSON
                 raise RuntimeError(f"the LeRobot server stopped ({err}); its stderr ends: {self._stderr_tail()}") from err
         if "error" in reply:
             raise RuntimeError(f"the LeRobot server failed: {reply['error']}")
