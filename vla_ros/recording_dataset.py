@@ -192,24 +192,29 @@ class EpisodeBuilder:
     def _on_instruction(self, t: float, msg) -> None:
         instruction = (msg.id or msg.text, msg.text)
         if self._instruction is None or instruction[0] != self._instruction[0]:
+            self._end_episode()
             self._instruction = instruction
-            self._new_episode(t)
+            self._start_episode(t)
 
     def _on_task(self, t: float, msg) -> None:
         json.loads(msg.task_json or "null")  # a malformed status raises ValueError before it counts
         key = (msg.task_json, int(msg.seed))
         if key != self._task_key or msg.elapsed < self._task_elapsed:
+            self._end_episode()
             self._task_key = key
-            self._new_episode(t)
+            self._start_episode(t)
         self._task_elapsed = msg.elapsed
         if not msg.success:
             self._saw_unsuccessful = True
         elif self._saw_unsuccessful:
             self._success = True
 
-    def _new_episode(self, t: float) -> None:
+    def _end_episode(self) -> None:
+        """Keep what the episode has so far; frames still waiting for their command go."""
         self._close_segment()
         self._pending.clear()
+
+    def _start_episode(self, t: float) -> None:
         self._saw_unsuccessful = self._success = False
         self._episode_start = t if self._instruction is not None else None
         self._next_tick = t
