@@ -20,6 +20,7 @@ POLICIES: dict[str, str] = {
     "expert": "vla_ros.sim.expert:ExpertPolicy",  # privileged: needs world=SimWorld
     "builtin": "vla_ros.policies.builtin.policy:load_shipped",  # the checkpoint shipped in the package
     "lerobot": "vla_ros.policies.lerobot_backend:load",  # path= a saved LeRobot policy directory
+    "openvla": "vla_ros.policies.openvla:load",  # path= an OpenVLA-style model directory (transformers)
     "builtin-int8": "vla_ros.policies.builtin.policy:load_shipped_int8",  # the same, INT8 dynamic quantisation
 }
 # checkpoint file suffix -> "module:factory" taking the path first
