@@ -62,6 +62,8 @@ ARGUMENT_PARAMETERS = {
 
 _NAME_TOKEN = r"[A-Za-z_][A-Za-z0-9_]*"
 _NAMESPACE_RE = re.compile(rf"^/?({_NAME_TOKEN}(/{_NAME_TOKEN})*)?$")
+# libyaml's loader when PyYAML has it: the plan reads every node's config file.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _TOPIC_RE = re.compile(rf"^/?{_NAME_TOKEN}(/{_NAME_TOKEN})*$")
 
 
@@ -219,7 +221,7 @@ class Plan:
 
 def _package_config(node: str) -> tuple[dict[str, Any], str]:
     path = paths.config_file(f"{node}.yaml")
-    section = (yaml.safe_load(path.read_text()) or {}).get(node, {}).get("ros__parameters", {})
+    section = (yaml.load(path.read_text(), Loader=_YAML_LOADER) or {}).get(node, {}).get("ros__parameters", {})
     return flatten(section), f"config/{path.name}"
 
 
@@ -247,9 +249,10 @@ def _camera_parameters(source: str, sim: str) -> dict[str, Any]:
         if not _TOPIC_RE.match(value):
             raise BringupError(f"camera_source:={source!r}: {value!r} is not a valid topic name")
         compressed = value.endswith("/compressed")
-        base = value.rsplit("/", 2 if compressed else 1)[0]
+        # image_transport's convention: camera_info beside the image topic (/cam/image_raw -> /cam/camera_info).
+        image = value.removesuffix("/compressed")
         return {"source": "topic", "image_topic": value, "image_format": "compressed" if compressed else "raw",
-                "camera_info_topic": f"{base}/camera_info" if base else "camera_info"}
+                "camera_info_topic": image[:image.rfind("/") + 1] + "camera_info"}
     if kind == "device":
         return {"source": "device", "device": value}
     path = Path(value).expanduser()
