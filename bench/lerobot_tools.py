@@ -2,7 +2,7 @@
 
     <lerobot python> bench/lerobot_tools.py convert DATA OUT      our demonstrations -> a LeRobot dataset
     <lerobot python> bench/lerobot_tools.py train DATASET OUT --budget-seconds S   ACT on it, for S seconds
-    <lerobot python> bench/lerobot_tools.py random-policy OUT     a randomly initialised ACT (for tests)
+    <lerobot python> bench/lerobot_tools.py random-policy OUT     a random ACT or Diffusion policy (for tests)
 
 bench/bench_peer_act.py runs these; test/test_lerobot_backend.py uses random-policy.
 Only numpy-level vla_ros modules (vla_ros.dataset, vla_ros.arm) are imported here,
@@ -123,24 +123,34 @@ def train(dataset_root: Path, out: Path, budget_seconds: float, chunk_size: int,
     return summary
 
 
-def random_policy(out: Path, image_size: int, chunk_size: int, n_action_steps: int, seed: int) -> dict:
-    """A small randomly initialised ACT with made-up normalisation statistics, saved like a trained one."""
+def random_policy(out: Path, kind: str, image_size: int, chunk_size: int, n_action_steps: int, seed: int) -> dict:
+    """A small randomly initialised ACT or Diffusion policy with made-up normalisation statistics,
+    saved like a trained one."""
     from lerobot.configs.types import FeatureType, PolicyFeature
-    from lerobot.policies.act.modeling_act import ACTPolicy
-    from lerobot.policies.factory import make_pre_post_processors
+    from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 
     torch.manual_seed(seed)
     dim = len(arm.COMMANDED_JOINTS)
     features = {IMAGE_KEY: PolicyFeature(FeatureType.VISUAL, (3, image_size, image_size)),
                 STATE_KEY: PolicyFeature(FeatureType.STATE, (dim,)),
                 "action": PolicyFeature(FeatureType.ACTION, (dim,))}
-    config = act_config(features, chunk_size, n_action_steps, dim_model=64, n_heads=4, dim_feedforward=128,
-                        n_encoder_layers=1, n_vae_encoder_layers=1)
+    if kind == "act":
+        config = act_config(features, chunk_size, n_action_steps, dim_model=64, n_heads=4, dim_feedforward=128,
+                            n_encoder_layers=1, n_vae_encoder_layers=1)
+    else:
+        from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
+
+        config = DiffusionConfig(input_features={k: v for k, v in features.items() if k != "action"},
+                                 output_features={"action": features["action"]}, device="cpu", push_to_hub=False,
+                                 horizon=chunk_size, n_action_steps=n_action_steps,
+                                 drop_n_last_frames=chunk_size - n_action_steps - 1, down_dims=(32, 64),
+                                 diffusion_step_embed_dim=32, spatial_softmax_num_keypoints=8, num_inference_steps=4)
     home = torch.tensor(arm.home_vector(), dtype=torch.float32)
-    stats = {STATE_KEY: {"mean": home, "std": torch.full((dim,), 0.5)},
-             "action": {"mean": home, "std": torch.full((dim,), 0.1)},
-             IMAGE_KEY: {"mean": torch.full((3, 1, 1), 0.5), "std": torch.full((3, 1, 1), 0.25)}}
-    policy = ACTPolicy(config)
+    spread = {STATE_KEY: 0.5, "action": 0.1}
+    stats = {key: {"mean": home, "std": torch.full((dim,), s), "min": home - 2 * s, "max": home + 2 * s}
+             for key, s in spread.items()}
+    stats[IMAGE_KEY] = {"mean": torch.full((3, 1, 1), 0.5), "std": torch.full((3, 1, 1), 0.25)}
+    policy = get_policy_class(kind)(config)
     preprocessor, postprocessor = make_pre_post_processors(config, dataset_stats=stats)
     for part in (policy, preprocessor, postprocessor):
         part.save_pretrained(out)
@@ -164,6 +174,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p = commands.add_parser("random-policy")
     p.add_argument("out", type=Path)
+    p.add_argument("--type", choices=("act", "diffusion"), default="act")
     p.add_argument("--image-size", type=int, default=96)
     p.add_argument("--chunk-size", type=int, default=10)
     p.add_argument("--n-action-steps", type=int, default=5)
@@ -175,7 +186,7 @@ def main() -> None:
         result = train(args.dataset, args.out, args.budget_seconds, args.chunk_size, args.n_action_steps,
                        args.batch_size, args.seed)
     else:
-        result = random_policy(args.out, args.image_size, args.chunk_size, args.n_action_steps, args.seed)
+        result = random_policy(args.out, args.type, args.image_size, args.chunk_size, args.n_action_steps, args.seed)
     print(json.dumps({k: v for k, v in result.items() if k != "loss_history"}))
 
 

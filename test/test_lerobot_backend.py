@@ -182,3 +182,60 @@ def test_close_stops_the_server(act_dir):
     assert process.poll() is not None
     with pytest.raises(RuntimeError, match="server stopped"):
         policy.select_action(_observation(4), "pick")
+
+
+# Diffusion samples noise and keeps an observation history: with the same seeds, two calls through
+# the backend (in-process, inside the LeRobot Python) equal LeRobot's own select_action sequence.
+DIFFUSION_REFERENCE = """
+import json, sys, numpy as np, torch
+path = sys.argv[1]
+sys.path.insert(0, sys.argv[2])
+from lerobot.configs.policies import PreTrainedConfig
+from lerobot.policies.factory import get_policy_class, make_pre_post_processors
+from vla_ros.camera.preprocess import policy_frame
+from vla_ros.policies import lerobot_backend
+from vla_ros.policies.base import Observation
+rng = np.random.default_rng(0)
+obs = [Observation(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8), rng.normal(0, 0.1, 8).astype(np.float32))
+       for _ in range(2)]
+config = PreTrainedConfig.from_pretrained(path)
+policy = get_policy_class(config.type).from_pretrained(path, config=config)
+pre, post = make_pre_post_processors(config, pretrained_path=path)
+def batch(o):
+    frame = torch.from_numpy(policy_frame(o.image, 64)).permute(2, 0, 1).float() / 255
+    return pre({"observation.images.scene": frame, "observation.state": torch.from_numpy(o.state), "task": "x"})
+policy.reset()
+torch.manual_seed(1)
+first = [post(policy.select_action(batch(obs[0])))[0].tolist() for _ in range(config.n_action_steps)]
+torch.manual_seed(2)
+second = post(policy.select_action(batch(obs[1])))[0].tolist()  # from the history [obs 0, obs 1]
+ours = lerobot_backend.load(path)
+ours.reset()
+torch.manual_seed(1)
+chunk_1 = ours.select_action(obs[0], "x").tolist()
+torch.manual_seed(2)
+chunk_2 = ours.select_action(obs[1], "x").tolist()
+print(json.dumps({"lerobot": [first, second], "ours": [chunk_1, chunk_2]}))
+"""
+
+
+@needs_lerobot
+@pytest.mark.slow
+def test_a_random_diffusion_policy_matches_lerobots_own_select_action(tmp_path):
+    directory = tmp_path / "diffusion"
+    subprocess.run([LEROBOT_PYTHON, str(ROOT / "bench" / "lerobot_tools.py"), "random-policy", str(directory),
+                    "--type", "diffusion", "--image-size", "64", "--chunk-size", "8", "--n-action-steps", "4"],
+                   check=True, stdout=subprocess.DEVNULL)
+    completed = subprocess.run([LEROBOT_PYTHON, "-c", DIFFUSION_REFERENCE, str(directory), str(ROOT)],
+                               stdout=subprocess.PIPE, text=True, check=True)
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    (first, second), (chunk_1, chunk_2) = result["lerobot"], result["ours"]
+    assert np.shape(chunk_1) == np.shape(chunk_2) == (4, 8)
+    np.testing.assert_allclose(chunk_1, first, atol=1e-5)
+    np.testing.assert_allclose(chunk_2[0], second, atol=1e-5)
+    policy = backend.load(str(directory), python=LEROBOT_PYTHON)  # and through the server
+    try:
+        assert (policy.info["type"], policy.n_action_steps) == ("diffusion", 4)
+        assert policy.select_action(_observation(5), "pick").shape == (4, 8)
+    finally:
+        policy.close()

@@ -32,6 +32,9 @@ from typing import BinaryIO
 import numpy as np
 
 _LENGTH = struct.Struct("<I")
+# Policies whose predict_action_chunk reads an observation history that only their select_action
+# fills (the others, ACT, SmolVLA, pi0, take the batch as it is).
+HISTORY_POLICIES = frozenset({"diffusion"})
 MAX_HEADER_BYTES = 1 << 20
 
 
@@ -126,8 +129,7 @@ class LeRobotRunner:
         batch["task"] = instruction
         with torch.inference_mode():
             batch = self.preprocessor(batch)
-            if hasattr(self.policy, "_queues"):
-                # Diffusion-style policies predict from a history of observations they queue themselves.
+            if self.config.type in HISTORY_POLICIES:
                 chunk = self._predict_with_history(batch)
             else:
                 chunk = self.policy.predict_action_chunk(batch)
@@ -138,7 +140,7 @@ class LeRobotRunner:
         from lerobot.policies.utils import populate_queues
         from lerobot.utils.constants import OBS_IMAGES
 
-        batch = dict(batch)
+        batch = {key: value for key, value in batch.items() if key != "action"}  # as its select_action does
         if self.image_features:
             batch[OBS_IMAGES] = self._torch.stack([batch[key] for key in self.image_features], dim=-4)
         self.policy._queues = populate_queues(self.policy._queues, batch)
