@@ -24,7 +24,7 @@ from vla_ros.bringup import (
 )
 from vla_ros.paths import config_file, share_dir
 
-OUR_NODES = {"camera_node", "instruction_node", "safety_filter_node", "vla_node"}
+OUR_NODES = {"camera_node", "instruction_node", "safety_filter_node", "vla_node", "debug_view_node"}
 CLOCK_SOURCES = {"mujoco_sim_node", "gz_server"}
 
 # sim, hardware_plugin, controller: what each arm backend accepts.
@@ -172,8 +172,15 @@ def test_namespaced_names_cover_the_architecture_contract():
     ("1", {"source": "device", "device": "1"}),
 ])
 def test_camera_source(sim, source, expected):
-    camera = plan(BringupArgs(sim=sim, camera_source=source)).node("camera_node").parameters
+    result = plan(BringupArgs(sim=sim, camera_source=source))
+    camera = result.node("camera_node").parameters
     assert {key: camera[key] for key in expected} == expected
+    view = result.node("debug_view_node").parameters
+    if camera["source"] == "topic":  # the debug view draws on the same camera, raw
+        assert view["image_topic"] == camera["image_topic"].removesuffix("/compressed")
+        assert view["camera_info_topic"] == camera["camera_info_topic"]
+    else:  # camera_node republishes what it captures on /camera/image_raw
+        assert (view["image_topic"], camera["image_topic"]) == ("/camera/image_raw", "/camera/image_raw")
 
 
 @pytest.mark.parametrize("sim", ["gazebo", "none"])

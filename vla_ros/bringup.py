@@ -56,6 +56,7 @@ ARGUMENT_PARAMETERS = {
     "camera_node": {name: "camera_source" for name in
                     ("source", "image_topic", "camera_info_topic", "image_format", "device", "video_path",
                      "images_path")},
+    "debug_view_node": {"image_topic": "camera_source", "camera_info_topic": "camera_source"},
     "mujoco_sim_node": {"publish_clock": "use_sim_time"},
     "*": {"use_sim_time": "use_sim_time"},
 }
@@ -387,6 +388,11 @@ def plan(args: BringupArgs) -> Plan:
         nodes.append((PACKAGE, "speech_node", "speech_node", {}, {}))
     nodes.append((PACKAGE, "safety_filter_node", "safety_filter_node", {}, {}))
     nodes.append((PACKAGE, "vla_node", "vla_node", {"backend": args.policy, "checkpoint": args.checkpoint}, {}))
+    # The annotated image for rqt_image_view and the markers for rviz, drawn on the camera's raw images
+    # (image_transport publishes raw beside compressed).
+    view = {"image_topic": camera["image_topic"].removesuffix("/compressed"),
+            "camera_info_topic": camera["camera_info_topic"]} if camera.get("source") == "topic" else {}
+    nodes.append((PACKAGE, "debug_view_node", "debug_view_node", view, {}))
     if args.rviz:
         nodes.append(("rviz2", "rviz2", "rviz2", {}, {"arguments": ("-d", str(paths.config_file(RVIZ_FILE)))}))
 
