@@ -13,8 +13,8 @@ that length, then the raw bytes of the arrays the header's "arrays" list names
 Requests: {"op": "load", "path", "device"} -> {"info": {...}};
 {"op": "reset"} -> {}; {"op": "predict", "instruction"} with arrays "state" and
 one uint8 (H, W, 3) RGB array per image feature of the policy, named as in
-info["image_features"] -> array "chunk" (K, action_dim) float32, un-normalised;
-{"op": "close"} -> {} and exit. A failed request answers {"error": "..."}.
+info["image_features"] -> array "chunk" (K, action_dim) float32, un-normalised.
+A failed request answers {"error": "..."}; the server exits at the end of its stdin.
 
 LeRobot's own async policy server (gRPC) was not used: its messages are pickled
 lerobot classes (RemotePolicyConfig, TimedObservation), so the client would need
@@ -148,7 +148,7 @@ class LeRobotRunner:
 
 
 def serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
-    """Answer requests until "close" or the end of stdin."""
+    """Answer requests until the end of stdin."""
     runner: LeRobotRunner | None = None
     while True:
         try:
@@ -157,9 +157,6 @@ def serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
             return
         op = header.get("op")
         try:
-            if op == "close":
-                write_message(stdout, {})
-                return
             if op == "load":
                 runner = LeRobotRunner(header["path"], header.get("device", "cpu"))
                 write_message(stdout, {"info": runner.info})
