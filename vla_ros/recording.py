@@ -103,7 +103,7 @@ class Recorder:
 
         self._node = node
         self.path = Path(path)
-        self.topics = tuple(dict.fromkeys(topics))
+        self.topics = tuple(dict.fromkeys(topic if topic.startswith("/") else f"/{topic}" for topic in topics))
         self.counts: dict[str, int] = {topic: 0 for topic in self.topics}
         self.types: dict[str, str] = {}
         self._schemas: dict[str, int] = {}
