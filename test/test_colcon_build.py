@@ -45,6 +45,9 @@ def test_colcon_build_installs_an_importable_package(tmp_path):
     site_packages = next(install.glob("lib/python3*/site-packages"))
     share = install / "share" / "vla_ros"
     assert (share / "config" / "fastdds.xml").is_file()
+    for item in ("launch/bringup.launch.py", "launch/gazebo.launch.py", "launch/hardware.launch.py",
+                 "urdf/vla_arm.urdf", "config/vla.rviz", "config/ros2_controllers.yaml"):
+        assert (share / item).is_file(), f"{item} not installed"
     assert (install / "bin" / "vla-ros").is_file()
     for node_module in (REPO_ROOT / "vla_ros" / "nodes").glob("*_node.py"):
         assert (install / "lib" / "vla_ros" / node_module.stem).is_file(), f"no ros2 run executable for {node_module.stem}"
@@ -60,7 +63,12 @@ def test_colcon_build_installs_an_importable_package(tmp_path):
         f"assert vla_ros.arm.__file__.startswith({str(site_packages)!r}), vla_ros.arm.__file__\n"
         "rclpy.init(); node = rclpy.create_node('colcon_probe')\n"
         "node.create_publisher(Instruction, '/colcon_probe', 1).publish(Instruction(text='ok'))\n"
-        "rclpy.shutdown(); print('ok')\n"
+        "rclpy.shutdown()\n"
+        # The installed bringup plan finds its config, rviz and controllers files in share/vla_ros.
+        "from vla_ros import bringup\n"
+        "plan = bringup.plan(bringup.BringupArgs(sim='none', rviz=True))\n"
+        f"assert plan.node('rviz2').arguments[1].startswith({str(share)!r}), plan.node('rviz2').arguments\n"
+        "print('ok')\n"
     )
     result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=60)
