@@ -184,6 +184,20 @@ def _file_name(spec: NodeSpec) -> str:
     return spec.full_name.strip("/").replace("/", "__")
 
 
+def write_parameters(spec: NodeSpec, directory: Path) -> Path | None:
+    """Write the node's parameters as a ROS parameters file in `directory`; None when it has none.
+
+    Keyed /** so the values apply whatever the node's namespace; written as YAML by us (not
+    by launch_ros) so strings such as the URDF reach the node unchanged on both paths.
+    """
+    if not spec.parameters:
+        return None
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{_file_name(spec)}.yaml"
+    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": spec.parameters}}, sort_keys=True))
+    return path
+
+
 def start_graph(plan: Plan, log_dir: Path | str, env: dict[str, str] | None = None) -> Graph:
     """Start every node of `plan` in plan order; nodes whose executable is missing are skipped.
 
@@ -191,7 +205,7 @@ def start_graph(plan: Plan, log_dir: Path | str, env: dict[str, str] | None = No
     If starting a process fails, the ones already started are stopped.
     """
     log_dir = Path(log_dir)
-    (log_dir / "params").mkdir(parents=True, exist_ok=True)
+    log_dir.mkdir(parents=True, exist_ok=True)
     environment = dict(os.environ if env is None else env)
     environment.setdefault("PYTHONUNBUFFERED", "1")
     environment.setdefault("RCUTILS_LOGGING_BUFFERED_STREAM", "0")
@@ -206,11 +220,7 @@ def start_graph(plan: Plan, log_dir: Path | str, env: dict[str, str] | None = No
                     f"a sourced ROS 2 install (package {spec.package})"
                 skipped.append((spec, f"{spec.executable} not found in {where}"))
                 continue
-            params_file = None
-            if spec.parameters:
-                params_file = log_dir / "params" / f"{_file_name(spec)}.yaml"
-                # Keyed /** so the values apply whatever the node's namespace.
-                params_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": spec.parameters}}, sort_keys=True))
+            params_file = write_parameters(spec, log_dir / "params")
             command = [str(executable), *spec.arguments, *spec.ros_arguments(params_file and str(params_file))]
             log_path = log_dir / f"{_file_name(spec)}.log"
             log = open(log_path, "w")
