@@ -255,6 +255,18 @@ def test_params_file_overrides_package_config(tmp_path):
     assert result.node("instruction_node").parameters["max_length"] == 256
 
 
+def test_params_file_points_the_relay_at_a_robots_own_controller(tmp_path):
+    path = _params_file(tmp_path, {"joint_command_relay_node": {"ros__parameters": {
+        "output_topic": "/fr3_arm_controller/commands", "joints": [f"panda_joint{i}" for i in range(1, 8)]}}})
+    relay = plan(BringupArgs(sim="none", hardware_plugin="external", params_file=path)).node("joint_command_relay_node")
+    assert relay.parameters["output_topic"] == "/fr3_arm_controller/commands"
+    assert relay.parameters["joints"] == list(arm.ARM_JOINTS)
+    assert relay.parameters["controller"] == "forward"
+    bad = _params_file(tmp_path, {"joint_command_relay_node": {"ros__parameters": {"controller": "trajectory"}}})
+    with pytest.raises(BringupError, match="set by the launch argument controller:="):
+        plan(BringupArgs(sim="none", params_file=bad))
+
+
 @pytest.mark.parametrize("content, message", [
     ({"safety_filtre_node": {"ros__parameters": {"rate": 50.0}}}, "matches no planned node"),
     ({"speech_node": {"ros__parameters": {"stream_gap": 1.0}}}, "matches no planned node"),  # speech is off

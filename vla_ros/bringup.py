@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from vla_ros import arm, description, paths
+from vla_ros import description, paths
 from vla_ros.safety.config import flatten
 
 SIMS = ("mujoco", "gazebo", "none")
@@ -58,6 +58,7 @@ ARGUMENT_PARAMETERS = {
                      "images_path")},
     "debug_view_node": {"image_topic": "camera_source", "camera_info_topic": "camera_source"},
     "mujoco_sim_node": {"publish_clock": "use_sim_time"},
+    "joint_command_relay_node": {"controller": "controller"},
     "*": {"use_sim_time": "use_sim_time"},
 }
 
@@ -379,9 +380,9 @@ def plan(args: BringupArgs) -> Plan:
                                      "--controller-manager", f"{namespace}/controller_manager"),
                        "oneshot": True}))
     if args.sim in ("gazebo", "none"):
-        nodes.append((PACKAGE, "joint_command_relay_node", "joint_command_relay_node",
-                      {"controller": controller, "output_topic": f"{controller_name}/{CONTROLLER_TOPICS[controller]}",
-                       "joints": list(arm.COMMANDED_JOINTS)}, {}))
+        # The output topic follows the controller unless params_file names another (a robot's own controller).
+        nodes.append((PACKAGE, "joint_command_relay_node", "joint_command_relay_node", {"controller": controller},
+                      {"defaults": {"output_topic": f"{controller_name}/{CONTROLLER_TOPICS[controller]}"}}))
     nodes.append((PACKAGE, "camera_node", "camera_node", camera, {}))
     nodes.append((PACKAGE, "instruction_node", "instruction_node", {}, {}))
     if args.speech:
@@ -405,6 +406,7 @@ def plan(args: BringupArgs) -> Plan:
             config, source = _package_config(name)
             parameters.update(config)
             sources.append(source)
+        parameters.update(extra.pop("defaults", {}))
         if user.get(name):
             parameters.update(user[name])
             sources.append(user_source)
