@@ -77,6 +77,17 @@ def test_first_output_holds_the_measured_position():
     np.testing.assert_array_equal(out.positions, HOME)
 
 
+def test_a_measurement_just_past_a_limit_is_held_at_the_limit_and_one_far_past_where_it_is():
+    upper = SafetyFilter().config.joint_limits.upper
+    start = HOME.copy()
+    start[7] = upper[7] + 4e-4  # a finger resting against its stop
+    out, _ = Rig(start=start).step()
+    assert out.positions[7] == upper[7]
+    start[7] = upper[7] + 0.01  # beyond measurement noise: held, never moved further out
+    out, _ = Rig(start=start).step()
+    assert out.positions[7] == start[7]
+
+
 @pytest.mark.parametrize(
     "names, positions, fragment",
     [

@@ -13,6 +13,7 @@ import sys
 
 # name -> (module, one-line help). Keep sorted by the order a user meets them.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("vla_ros.commands.demo", "bring the graph up against the simulated arm, give instructions, show the outcome"),
     "up": ("vla_ros.commands.up", "bring the whole graph up (simulator, camera, intake, policy, safety filter)"),
     "topic": ("vla_ros.commands.topic", "publish or echo a topic as JSON (a small `ros2 topic` for the pip path)"),
     "say": ("vla_ros.commands.say", "give an instruction by text, WAV file or microphone; print what was understood"),

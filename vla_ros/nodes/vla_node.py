@@ -20,6 +20,7 @@ Publishes
 from __future__ import annotations
 
 import sys
+import time
 from collections import deque
 
 import numpy as np
@@ -45,7 +46,7 @@ from vla_ros.node_common import (
     positive,
     run_node,
 )
-from vla_ros.policies import CONTROL_DT, load_backend
+from vla_ros.policies import CONTROL_DT, Observation, load_backend
 from vla_ros.policies.chunking import AGGREGATION_MODES
 
 IMAGE_TOPIC = "/vla/image"
@@ -80,6 +81,17 @@ STATE_NAMES = {PolicyStatus.IDLE: "idle", PolicyStatus.RUNNING: "running", Polic
                PolicyStatus.HOLDING: "holding"}
 
 
+def _warm_up(policy) -> float:
+    """One inference before the node goes live: lazy loads (the language model, kernels)
+    happen here, not in the first real step, where they would blow the latency budget."""
+    started = time.perf_counter()
+    try:
+        policy.select_action(Observation(np.zeros((96, 96, 3), np.uint8), arm.home_vector()), "go home")
+    except Exception as err:  # a backend that cannot run at all must not start half-working
+        raise ConfigError(f"the policy failed its first inference: {type(err).__name__}: {err}") from err
+    return time.perf_counter() - started
+
+
 def _seconds(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 
@@ -95,6 +107,7 @@ class VlaNode(Node):
             policy = load_backend(p.backend, p.checkpoint, p.device)
         except (ValueError, ImportError, OSError) as err:  # the error names the missing package, file or key
             raise ConfigError(f"cannot load the {p.backend} policy: {err}") from err
+        warm_up_seconds = _warm_up(policy)
         n_action_steps = p.n_action_steps or getattr(policy, "n_action_steps", None)
         self.loop = ClosedLoop(policy, n_action_steps=n_action_steps or 1,
                                aggregation=p.aggregation or getattr(policy, "aggregation", "latest"),
@@ -109,6 +122,7 @@ class VlaNode(Node):
         self._state: tuple[np.ndarray, float] | None = None
         self._status = PolicyStatus(state=PolicyStatus.IDLE, reason="no instruction yet")
         self._instruction_start = 0.0
+        self._task_json: str | None = None  # the simulator task this instruction is scored by
         self._task_seen_unsolved = False
         self._targets_published = 0
         self._last_rejection = ""
@@ -124,7 +138,8 @@ class VlaNode(Node):
         self.create_timer(1.0 / p.control_rate, self._on_control)
         self.create_timer(0.5, self._publish_status)
         self._diagnostics = Diagnostics(self, self._diagnostic_checks)
-        self.get_logger().info(f"{p.backend} policy loaded ({p.checkpoint or 'shipped checkpoint'}); "
+        self.get_logger().info(f"{p.backend} policy loaded ({p.checkpoint or 'shipped checkpoint'}), "
+                               f"first inference {warm_up_seconds:.2f} s; "
                                f"{n_action_steps or 1} step(s) per chunk, {self.loop.aggregation} aggregation, "
                                f"targets at {p.control_rate} Hz")
 
@@ -174,16 +189,19 @@ class VlaNode(Node):
             self._reject(f"instruction {msg.id!r} rejected: empty text")
             return
         self._instruction_start = self._now()
+        self._task_json = None
         self._task_seen_unsolved = False
         self.loop.start(msg.id, text, self._instruction_start)
         self.get_logger().info(f"instruction {msg.id}: {text!r}")
         self._set_status(PolicyStatus.RUNNING, msg.id, text, "")
 
     def _on_task(self, msg: TaskStatus) -> None:
-        # The simulator's success latches until its task changes: only a success that
-        # follows an unsolved state seen during this instruction ends it.
+        # The simulator's success latches until its task changes: only a success of the
+        # same task that follows an unsolved state seen during this instruction ends it.
         if self.loop.instruction is None:
             return
+        if msg.task_json != self._task_json:
+            self._task_json, self._task_seen_unsolved = msg.task_json, False
         if not msg.success:
             self._task_seen_unsolved = True
         elif self._task_seen_unsolved:

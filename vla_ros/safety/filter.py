@@ -183,6 +183,10 @@ def stamp_problem(stamp: float | None, now: float, max_age: float, max_future: f
     return None
 
 
+# Measured positions this close past a limit are read as at the limit (sensor and contact noise).
+MEASUREMENT_SLACK = 1e-3
+
+
 class SafetyFilter:
     """Turns a stream of joint targets into a stream of safe joint commands at a fixed rate."""
 
@@ -366,8 +370,15 @@ class SafetyFilter:
 
     # -------------------------------------------------------------- internals
     def _start_at_measured(self) -> None:
-        """(Re)start the command stream where the arm is, at rest."""
-        self._q, self._v = self._measured.copy(), np.zeros(N_JOINTS)
+        """(Re)start the command stream where the arm is, at rest.
+
+        A measurement past a limit by no more than MEASUREMENT_SLACK (a finger resting
+        against its stop reads 0.04001 m) starts at the limit, so even a hold command is
+        inside the limits; an arm further out is held where it is (never moved further)."""
+        slack = MEASUREMENT_SLACK
+        inside = np.clip(self._measured, self._lower, self._upper)
+        self._q = np.where(np.abs(inside - self._measured) <= slack, inside, self._measured)
+        self._v = np.zeros(N_JOINTS)
         self._q_violation = self.config.workspace.check(self._q[:N_ARM]).violation
 
     def _advance(self, velocity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
