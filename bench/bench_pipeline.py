@@ -1,0 +1,122 @@
+"""End-to-end latency of the whole graph over DDS in the simulator (issues 8 and 10).
+
+Brings up the bringup plan (simulated arm, camera, intake, vla_node with the shipped
+policy, safety filter) as separate processes, gives an instruction, and listens:
+
+- frame -> target: a /vla/joint_targets message is stamped with the capture time of
+  the frame behind it; latency = its arrival here - that stamp (the first target of
+  each new stamp: the moment the frame's chunk took effect);
+- frame -> command: the first /joint_commands arriving after that target (the safety
+  filter publishes every 10 ms, interpolating towards the newest target);
+- the command stream at the arm: rate and the jitter of its inter-arrival times;
+- vla_node's own inference times, from its /diagnostics.
+
+Targets (issue 8): p99 frame -> /joint_commands <= 30 ms, commands >= 50 Hz.
+Usage: bench_pipeline.py [--seconds 20] [--instruction "pick up the red cube"]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+
+import numpy as np
+from benchlib import percentiles, save
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=20.0, help="measurement window per run")
+    parser.add_argument("--instruction", default="pick up the red cube")
+    parser.add_argument("--seed", type=int, default=3)
+    args = parser.parse_args()
+
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import SingleThreadedExecutor
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import String
+    from vla_ros.msg import PolicyStatus
+    from vla_ros.srv import ResetSim, SetTask
+
+    from vla_ros import bringup, launcher, qos
+    from vla_ros.node_common import configure_middleware
+    from vla_ros.vocabulary import parse_instruction
+
+    plan = bringup.plan(bringup.BringupArgs(sim="mujoco")).without("debug_view_node")
+    with tempfile.TemporaryDirectory() as logs, launcher.start_graph(plan, logs) as graph:
+        startup = graph.wait_ready(120.0)
+        configure_middleware()
+        rclpy.init()
+        node = rclpy.create_node("bench_pipeline")
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        targets, commands, statuses, diagnostics = [], [], [], []
+        clock = node.get_clock()
+
+        def arrival(store):
+            return lambda msg: store.append((clock.now().nanoseconds * 1e-9, msg))
+
+        node.create_subscription(JointState, "/vla/joint_targets", arrival(targets), qos.RELIABLE)
+        node.create_subscription(JointState, "/joint_commands", arrival(commands), qos.RELIABLE)
+        node.create_subscription(PolicyStatus, "/vla/status", statuses.append, qos.RELIABLE)
+        node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
+        voice = node.create_publisher(String, "/voice_command", qos.RELIABLE)
+
+        def spin_for(seconds, until=lambda: False):
+            end = time.monotonic() + seconds
+            while time.monotonic() < end and not until():
+                executor.spin_once(timeout_sec=0.01)
+
+        spin_for(180.0, until=lambda: bool(statuses))  # the policy node has loaded its model
+        for service, kind, request in (("/sim/set_task", SetTask, SetTask.Request(
+                task_json=json.dumps(parse_instruction(args.instruction)))),
+                ("/sim/reset", ResetSim, ResetSim.Request(seed=args.seed))):
+            client = node.create_client(kind, service)
+            client.wait_for_service(timeout_sec=10.0)
+            future = client.call_async(request)
+            spin_for(10.0, until=future.done)
+        targets.clear()
+        commands.clear()
+        voice.publish(String(data=args.instruction))
+        spin_for(args.seconds)
+
+        frame_to_target, frame_to_command = [], []
+        command_times = np.array([t for t, _ in commands])
+        seen = set()
+        for arrived, msg in targets:
+            stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            if stamp in seen:
+                continue
+            seen.add(stamp)
+            frame_to_target.append(arrived - stamp)
+            later = command_times[command_times >= arrived]
+            if later.size:
+                frame_to_command.append(later[0] - stamp)
+        intervals = np.diff(command_times)
+        inference = [float(v.value) for array in diagnostics for status in array.status
+                     if status.name == "vla_node: policy" for v in status.values
+                     if v.key == "inference_ms_p50" and v.value]
+        node.destroy_node()
+        rclpy.shutdown()
+
+    command_rate = (len(command_times) - 1) / (command_times[-1] - command_times[0]) if len(command_times) > 1 else 0.0
+    e2e = percentiles(frame_to_command) if frame_to_command else {}
+    results = {
+        "instruction": args.instruction, "seconds": args.seconds, "startup_seconds": startup,
+        "frame_to_target_ms": percentiles(frame_to_target) if frame_to_target else {},
+        "frame_to_command_ms": e2e,
+        "command_rate_hz": round(command_rate, 2),
+        "command_interval_ms": percentiles(intervals) if intervals.size else {},
+        "vla_node_inference_p50_ms": inference[-1] if inference else None,
+        "final_status": {"state": statuses[-1].state, "reason": statuses[-1].reason} if statuses else None,
+        "targets": {"frame_to_command_p99_ms": 30.0, "command_rate_hz": 50.0},
+        "met": {"frame_to_command_p99": bool(e2e) and e2e["p99"] <= 30.0, "command_rate": command_rate >= 50.0},
+        "method": "stamps on the node clock of one machine; each target carries its frame's capture stamp",
+    }
+    save("pipeline", results)
+
+
+if __name__ == "__main__":
+    main()
