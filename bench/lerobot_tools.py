@@ -101,7 +101,7 @@ def train(dataset_root: Path, out: Path, budget_seconds: float, chunk_size: int,
             optimizer.step()
             optimizer.zero_grad()
             step += 1
-            losses.append(float(loss))
+            losses.append(loss.item())
             if step % 50 == 0:
                 history.append([step, round(time.monotonic() - started, 1), float(np.mean(losses))])
                 print(f"step {step} {history[-1][1]} s loss {history[-1][2]:.4f}", flush=True)
