@@ -165,7 +165,11 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None, t
     # Our own signal handlers only set a flag and wake the executor. rclpy's default
     # ones raise KeyboardInterrupt wherever the main thread happens to be, which inside
     # a message conversion surfaces as a RuntimeError and a non-zero exit.
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except RuntimeError as err:  # rclpy's RCLError: unparsable --ros-args (e.g. a -p value that is not YAML)
+        print(f"error: invalid ROS arguments: {err}", file=sys.stderr)
+        return 2
     stop_requested = threading.Event()
     wake_executor: list[Any] = []
 

@@ -1,0 +1,100 @@
+"""The whole graph over real DDS, each node its own process: simulated arm, camera, instruction
+intake, the shipped built-in policy, the safety filter. A typed instruction on /voice_command
+must end in the simulator's task success; a "stop" must hold the arm."""
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+from conftest import CONFIG_DIR, spin_until
+from sensor_msgs.msg import JointState
+from std_msgs.msg import String
+from vla_ros.msg import PolicyStatus, SafetyStatus, TaskStatus
+
+from vla_ros import arm, qos
+from vla_ros.policies.builtin.policy import SHIPPED_CHECKPOINT
+
+STARTUP_TIMEOUT = 60.0
+# Scenes the policy never trained on. The shipped policy solves the gripper tasks (100% in
+# `vla-ros eval`), not yet the arm motions (docs/POLICY.md): success is tested on the
+# former, the e-stop on a pick, where the arm moves.
+SEED = 90_001
+SUCCESS_TASK, SUCCESS_INSTRUCTION = {"task": "close_gripper"}, "close the gripper"
+MOVING_TASK, MOVING_INSTRUCTION = {"task": "pick", "object": "red cube"}, "pick up the red cube"
+
+
+def _params(node: str, *overrides: str) -> list[str]:
+    args = ["--ros-args", "--params-file", str(CONFIG_DIR / f"{node}.yaml")]
+    for override in overrides:
+        args += ["-p", override]
+    return args
+
+
+def start_graph(start_process, ros_node, task: dict):
+    """Starts the graph with the simulator on `task`; returns a probe once the policy node is up."""
+    assert SHIPPED_CHECKPOINT.is_file(), f"the shipped checkpoint is missing: {SHIPPED_CHECKPOINT}"
+    processes = [
+        start_process("mujoco_sim_node", *_params("mujoco_sim_node", f"seed:={SEED}", f"task:='{json.dumps(task)}'",
+                                                  "camera_rate:=15.0", "image_width:=320", "image_height:=240")),
+        start_process("camera_node", *_params("camera_node", "output_size:=96")),
+        start_process("safety_filter_node", *_params("safety_filter_node")),
+        start_process("instruction_node", *_params("instruction_node")),
+        start_process("vla_node", *_params("vla_node")),
+    ]
+    probe = {"task": [], "status": [], "safety": [], "commands": [], "states": []}
+    ros_node.create_subscription(TaskStatus, "/sim/task", probe["task"].append, qos.RELIABLE)
+    ros_node.create_subscription(PolicyStatus, "/vla/status", probe["status"].append, qos.RELIABLE)
+    ros_node.create_subscription(SafetyStatus, "/safety/status", probe["safety"].append, qos.RELIABLE)
+    ros_node.create_subscription(JointState, "/joint_commands", probe["commands"].append, qos.RELIABLE)
+    ros_node.create_subscription(JointState, "/joint_states", probe["states"].append, qos.SENSOR)
+    probe["voice"] = ros_node.create_publisher(String, "/voice_command", qos.RELIABLE)
+    logs = lambda: "\n".join(f"--- {p.log_path.name}\n{p.output()[-3000:]}" for p in processes)  # noqa: E731
+    ready = lambda: (probe["status"] and probe["task"] and probe["states"]  # noqa: E731
+                     and probe["voice"].get_subscription_count() > 0)
+    assert spin_until(ros_node, ready, STARTUP_TIMEOUT), logs()
+    probe["logs"] = logs
+    probe["processes"] = processes
+    return probe
+
+
+def stop_graph(probe):
+    for process in probe["processes"]:
+        assert process.stop() == 0, probe["logs"]()
+
+
+def _positions(state: JointState) -> np.ndarray:
+    named = dict(zip(state.name, state.position))
+    return np.array([named[name] for name in arm.COMMANDED_JOINTS])
+
+
+def test_a_typed_instruction_ends_in_task_success(ros_node, start_process):
+    graph = start_graph(start_process, ros_node, SUCCESS_TASK)
+    graph["voice"].publish(String(data=SUCCESS_INSTRUCTION))
+    sent = time.monotonic()
+    assert spin_until(ros_node, lambda: graph["task"] and graph["task"][-1].success, 40.0), graph["logs"]()
+    print(f"success {time.monotonic() - sent:.1f} s after the instruction")
+    assert spin_until(ros_node, lambda: graph["status"][-1].state == PolicyStatus.DONE, 5.0)
+    assert graph["status"][-1].reason == "task succeeded" and graph["status"][-1].instruction == SUCCESS_INSTRUCTION
+    assert graph["commands"], "the safety filter published no command"
+    assert ros_node.count_publishers("/joint_commands") == 1  # the safety filter, nobody else
+    stop_graph(graph)
+
+
+def test_a_typed_stop_mid_task_holds_the_arm(ros_node, start_process):
+    graph = start_graph(start_process, ros_node, MOVING_TASK)
+    graph["voice"].publish(String(data=MOVING_INSTRUCTION))
+    start = _positions(graph["states"][-1]) if graph["states"] else None
+    assert spin_until(ros_node, lambda: graph["status"][-1].state == PolicyStatus.RUNNING, 20.0), graph["logs"]()
+    spin_until(ros_node, lambda: False, 1.5)  # the arm is moving
+    moved = np.abs(_positions(graph["states"][-1]) - start).max()
+    assert moved > 0.02, f"the arm did not move before the stop ({moved:.3f} rad)"
+    graph["voice"].publish(String(data="stop"))
+    assert spin_until(ros_node, lambda: graph["safety"][-1].state == SafetyStatus.ESTOP, 5.0), graph["logs"]()
+    spin_until(ros_node, lambda: False, 0.5)  # braking
+    held = _positions(graph["states"][-1])
+    spin_until(ros_node, lambda: False, 1.0)
+    assert np.abs(_positions(graph["states"][-1]) - held).max() < 0.01
+    assert graph["status"][-1].state == PolicyStatus.HOLDING and "e-stop" in graph["status"][-1].reason
+    assert not graph["task"][-1].success
+    stop_graph(graph)
