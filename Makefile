@@ -8,10 +8,11 @@ PY := $(VENV)/bin/python
 setup:
 	@bash scripts/setup_env.sh
 
-# Until `vla-ros demo` (the full graph over DDS, issue 9) lands: the simulated arm
-# solving seeded tasks with the scripted expert, with a video per episode.
+# The whole graph over DDS against the simulated arm with the shipped policy: instructions
+# on /voice_command, outcome and timings printed, MP4s and an MCAP recording in runs/demo.
+# The gripper instructions are the ones the shipped policy solves today (docs/POLICY.md).
 demo: setup
-	$(VENV)/bin/vla-ros eval --policy expert --episodes 7 --seed 0 --split seen --json runs/demo/eval.json --video runs/demo
+	$(VENV)/bin/vla-ros demo "close the gripper" "open the gripper" --out runs/demo
 
 test: setup
 	$(VENV)/bin/ruff check vla_ros test bench

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vla_ros.camera.pipeline import NewestFrameWorker
 from vla_ros.policies.base import CONTROL_DT, Observation, Policy, check_chunk
 from vla_ros.policies.chunking import ChunkAggregator
 
@@ -72,7 +73,7 @@ class LoopStats:
 
 
 class AsyncInference:
-    """One worker thread running `policy.select_action` on the newest request.
+    """`policy.select_action` on the camera pipeline's newest-item worker thread.
 
     A request made while the model is busy replaces any request still waiting (the
     newest observation wins); results go to `on_result` from the worker thread.
@@ -81,43 +82,28 @@ class AsyncInference:
     def __init__(self, policy: Policy, on_result: Callable[[ChunkResult], None]):
         self._policy = policy
         self._on_result = on_result
-        self._condition = threading.Condition()
-        self._pending: tuple | None = None
-        self._stopped = False
-        self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
-        self._thread.start()
+        self._worker = NewestFrameWorker(self._infer, self._on_error, name="inference")
 
     def request(self, instruction_id: str, instruction: str, step: int, observation: TimedObservation) -> None:
-        with self._condition:
-            self._pending = (instruction_id, instruction, step, observation)
-            self._condition.notify()
+        self._worker.submit((instruction_id, instruction, step, observation))
 
     def stop(self, timeout: float = 5.0) -> None:
-        with self._condition:
-            self._stopped = True
-            self._condition.notify()
-        self._thread.join(timeout)
+        self._worker.stop(timeout)
 
-    def _run(self) -> None:
-        while True:
-            with self._condition:
-                while self._pending is None and not self._stopped:
-                    self._condition.wait()
-                if self._stopped:
-                    return
-                instruction_id, instruction, step, timed = self._pending
-                self._pending = None
-            started = time.perf_counter()
-            chunk, error = None, ""
-            try:
-                chunk = check_chunk(self._policy.select_action(Observation(timed.image, timed.state), instruction))
-                if not np.all(np.isfinite(chunk)):
-                    chunk, error = None, "the policy returned non-finite targets"
-            except Exception as err:  # a backend's failure must not take the node down: hold and report
-                error = f"{type(err).__name__}: {err}"
-            seconds = time.perf_counter() - started
-            self._on_result(ChunkResult(instruction_id, step, min(timed.image_stamp, timed.state_stamp),
-                                        chunk, seconds, error))
+    def _infer(self, request: tuple) -> None:
+        instruction_id, instruction, step, timed = request
+        started = time.perf_counter()
+        chunk = check_chunk(self._policy.select_action(Observation(timed.image, timed.state), instruction))
+        seconds = time.perf_counter() - started
+        error = "" if np.all(np.isfinite(chunk)) else "the policy returned non-finite targets"
+        self._on_result(ChunkResult(instruction_id, step, min(timed.image_stamp, timed.state_stamp),
+                                    None if error else chunk, seconds, error))
+
+    def _on_error(self, request: tuple, error: Exception) -> None:
+        # A backend's failure must not take the node down: report it, the loop holds.
+        instruction_id, _, step, timed = request
+        self._on_result(ChunkResult(instruction_id, step, min(timed.image_stamp, timed.state_stamp), None, 0.0,
+                                    f"{type(error).__name__}: {error}"))
 
 
 class ClosedLoop:
