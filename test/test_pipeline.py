@@ -7,12 +7,15 @@ import json
 import time
 
 import numpy as np
+import pytest
 from conftest import CONFIG_DIR, spin_until
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
-from vla_ros.msg import PolicyStatus, SafetyStatus, TaskStatus
+from test_intake_nodes import _clip
+from vla_ros.msg import AudioData, PolicyStatus, SafetyStatus, TaskStatus
 
 from vla_ros import arm, qos
+from vla_ros.intake import synth
 from vla_ros.policies.builtin.policy import SHIPPED_CHECKPOINT
 
 STARTUP_TIMEOUT = 60.0
@@ -31,7 +34,7 @@ def _params(node: str, *overrides: str) -> list[str]:
     return args
 
 
-def start_graph(start_process, ros_node, task: dict):
+def start_graph(start_process, ros_node, task: dict, speech: bool = False):
     """Starts the graph with the simulator on `task`; returns a probe once the policy node is up."""
     assert SHIPPED_CHECKPOINT.is_file(), f"the shipped checkpoint is missing: {SHIPPED_CHECKPOINT}"
     processes = [
@@ -42,6 +45,8 @@ def start_graph(start_process, ros_node, task: dict):
         start_process("instruction_node", *_params("instruction_node")),
         start_process("vla_node", *_params("vla_node")),
     ]
+    if speech:
+        processes.append(start_process("speech_node", *_params("speech_node")))
     probe = {"task": [], "status": [], "safety": [], "commands": [], "states": []}
     ros_node.create_subscription(TaskStatus, "/sim/task", probe["task"].append, qos.RELIABLE)
     ros_node.create_subscription(PolicyStatus, "/vla/status", probe["status"].append, qos.RELIABLE)
@@ -49,9 +54,11 @@ def start_graph(start_process, ros_node, task: dict):
     ros_node.create_subscription(JointState, "/joint_commands", probe["commands"].append, qos.RELIABLE)
     ros_node.create_subscription(JointState, "/joint_states", probe["states"].append, qos.SENSOR)
     probe["voice"] = ros_node.create_publisher(String, "/voice_command", qos.RELIABLE)
+    probe["audio"] = ros_node.create_publisher(AudioData, "/speech/audio", qos.AUDIO)
     logs = lambda: "\n".join(f"--- {p.log_path.name}\n{p.output()[-3000:]}" for p in processes)  # noqa: E731
     ready = lambda: (probe["status"] and probe["task"] and probe["states"]  # noqa: E731
-                     and probe["voice"].get_subscription_count() > 0)
+                     and probe["voice"].get_subscription_count() > 0
+                     and (not speech or probe["audio"].get_subscription_count() > 0))
     assert spin_until(ros_node, ready, STARTUP_TIMEOUT), logs()
     probe["logs"] = logs
     probe["processes"] = processes
@@ -78,6 +85,21 @@ def test_a_typed_instruction_ends_in_task_success(ros_node, start_process):
     assert graph["status"][-1].reason == "task succeeded" and graph["status"][-1].instruction == SUCCESS_INSTRUCTION
     assert graph["commands"], "the safety filter published no command"
     assert ros_node.count_publishers("/joint_commands") == 1  # the safety filter, nobody else
+    stop_graph(graph)
+
+
+@pytest.mark.skipif(not synth.espeak_available(), reason="espeak-ng is not installed (scripts/setup_env.sh installs it)")
+def test_a_spoken_instruction_ends_in_task_success(ros_node, start_process):
+    graph = start_graph(start_process, ros_node, SUCCESS_TASK, speech=True)
+    samples, rate = _clip(SUCCESS_INSTRUCTION)
+    data, block = samples.tobytes(), int(rate * 0.1) * 2  # 100 ms blocks of 16-bit mono
+    for offset in range(0, len(data), block):
+        graph["audio"].publish(AudioData(encoding="S16LE", sample_rate=rate, channels=1,
+                                         data=data[offset:offset + block]))
+        spin_until(ros_node, lambda: False, 0.005)
+    assert spin_until(ros_node, lambda: graph["task"] and graph["task"][-1].success, 40.0), graph["logs"]()
+    assert spin_until(ros_node, lambda: graph["status"][-1].state == PolicyStatus.DONE, 5.0)
+    assert graph["status"][-1].instruction == SUCCESS_INSTRUCTION
     stop_graph(graph)
 
 
