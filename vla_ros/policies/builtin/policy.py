@@ -109,6 +109,7 @@ class BuiltinPolicy:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch.ao moves to torchao; 2.13 still has it
             model = torch.ao.quantization.quantize_dynamic(copy.deepcopy(self.model), {torch.nn.Linear},
                                                            dtype=torch.qint8)
         return BuiltinPolicy(self.config, model, self.normalization, {**self.metadata, "int8": True}, self.language)
