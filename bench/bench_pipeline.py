@@ -101,7 +101,7 @@ def main() -> None:
         node.destroy_node()
         rclpy.shutdown()
 
-    command_rate = (len(command_times) - 1) / (command_times[-1] - command_times[0]) if len(command_times) > 1 else 0.0
+    command_rate = float((len(command_times) - 1) / (command_times[-1] - command_times[0])) if len(command_times) > 1 else 0.0
     e2e = percentiles(frame_to_command) if frame_to_command else {}
     results = {
         "instruction": args.instruction, "seconds": args.seconds, "startup_seconds": startup,

@@ -128,7 +128,6 @@ class VlaNode(Node):
                                max_age=p.max_age, latency_budget=p.latency_budget, step_period=CONTROL_DT,
                                control_period=1.0 / p.control_rate)
         self._chunks: deque[ChunkResult] = deque(maxlen=8)  # computed chunks, published from the executor thread
-        self.loop.on_chunk = self._chunks.append
         self._index = {name: i for i, name in enumerate(p.joint_names)}
         limits = arm.limits_arrays()
         self._lower, self._upper = limits["lower"] - STATE_TOLERANCE, limits["upper"] + STATE_TOLERANCE
@@ -150,6 +149,10 @@ class VlaNode(Node):
         self.create_subscription(TaskStatus, TASK_TOPIC, self._on_task, qos.RELIABLE)
         self.create_subscription(SafetyStatus, SAFETY_STATUS_TOPIC, self._on_safety, qos.RELIABLE)
         self.create_timer(1.0 / p.control_rate, self._on_control)
+        # A new chunk is published, and its target sent, at once rather than at the next
+        # tick: up to a control period less between a frame and the motion it causes.
+        self._new_chunk = self.create_guard_condition(self._on_control)
+        self.loop.on_chunk = self._on_chunk
         self.create_timer(0.5, self._publish_status)
         self._diagnostics = Diagnostics(self, self._diagnostic_checks)
         self.get_logger().info(f"{p.backend} policy loaded ({p.checkpoint or 'shipped checkpoint'}), "
@@ -246,6 +249,10 @@ class VlaNode(Node):
         self._targets.publish(msg)
         self._targets_published += 1
         self._set_status(PolicyStatus.RUNNING, *instruction, "")
+
+    def _on_chunk(self, result: ChunkResult) -> None:  # the inference thread
+        self._chunks.append(result)
+        self._new_chunk.trigger()
 
     def _publish_chunk(self, result: ChunkResult) -> None:
         msg = ActionChunk(instruction_id=result.instruction_id, confidence=1.0, inference_time=result.seconds)
