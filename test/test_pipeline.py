@@ -120,3 +120,28 @@ def test_a_typed_stop_mid_task_holds_the_arm(ros_node, start_process):
     assert graph["status"][-1].state == PolicyStatus.HOLDING and "e-stop" in graph["status"][-1].reason
     assert not graph["task"][-1].success
     stop_graph(graph)
+
+
+def test_killing_the_policy_node_mid_motion_holds_the_arm(ros_node, start_process):
+    graph = start_graph(start_process, ros_node, MOVING_TASK)
+    graph["voice"].publish(String(data=MOVING_INSTRUCTION))
+    assert spin_until(ros_node, lambda: graph["status"][-1].state == PolicyStatus.RUNNING, 20.0), graph["logs"]()
+    spin_until(ros_node, lambda: False, 1.5)  # the arm is moving
+    policy = graph["processes"][4]
+    policy.proc.kill()  # no goodbye: SIGKILL
+    killed = time.time()  # the nodes stamp with the system clock
+    policy.proc.wait()
+    count = len(graph["commands"])
+    spin_until(ros_node, lambda: False, 1.0)
+    after = graph["commands"][count:]
+    assert len(after) > 50, "the safety filter stopped publishing"
+    positions = np.array([_positions(c) for c in after])
+    moving = np.flatnonzero(np.abs(positions - positions[-1]).max(axis=1) > 1e-6)
+    still_from = after[moving[-1] + 1] if moving.size else after[0]
+    settled = still_from.header.stamp.sec + still_from.header.stamp.nanosec * 1e-9 - killed
+    # The filter's command timeout (0.1 s), then braking at the acceleration limits.
+    assert settled < 0.25, f"the commands were still moving {settled:.3f} s after the kill"
+    print(f"commands still {settled * 1000:.0f} ms after the policy node was killed")
+    assert graph["safety"][-1].state == SafetyStatus.HOLD, graph["safety"][-1].reason
+    graph["processes"].remove(policy)  # already gone
+    stop_graph(graph)
