@@ -41,7 +41,7 @@ def main() -> None:
     from vla_ros.srv import ResetSim, SetTask
 
     from vla_ros import bringup, launcher, qos
-    from vla_ros.node_common import configure_middleware
+    from vla_ros.node_common import configure_middleware, stamp_seconds
     from vla_ros.vocabulary import parse_instruction
 
     plan = bringup.plan(bringup.BringupArgs(sim="mujoco")).without("debug_view_node")
@@ -86,7 +86,7 @@ def main() -> None:
         command_times = np.array([t for t, _ in commands])
         seen = set()
         for arrived, msg in targets:
-            stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            stamp = stamp_seconds(msg.header.stamp)
             if stamp in seen:
                 continue
             seen.add(stamp)

@@ -3,7 +3,15 @@ import pytest
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from vla_ros.node_common import ConfigError, Param, declare_parameters, one_of, positive
+from vla_ros.node_common import (
+    ConfigError,
+    Param,
+    declare_parameters,
+    one_of,
+    positive,
+    stamp_from_seconds,
+    stamp_seconds,
+)
 
 PARAMS = [
     Param("rate", 100.0, "output rate in Hz", positive),
@@ -46,3 +54,11 @@ def test_bad_or_unknown_parameters_raise_clear_errors(ros_context, override, mes
     with pytest.raises(ConfigError, match=message):
         declare_parameters(node, PARAMS)
     node.destroy_node()
+
+
+def test_stamps_round_trip_and_carry_into_seconds():
+    stamp = stamp_from_seconds(1795440531.5488511)
+    assert stamp.sec == 1795440531 and abs(stamp_seconds(stamp) - 1795440531.5488511) < 1e-6
+    carried = stamp_from_seconds(41.9999999999)  # rounds up to the next second, not to 41 s + 0 ns
+    assert (carried.sec, carried.nanosec) == (42, 0)
+    assert stamp_seconds(stamp_from_seconds(12.25)) == 12.25

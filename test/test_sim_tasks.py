@@ -145,3 +145,15 @@ def test_home_task_starts_away_from_home():
         offsets = tasks.start_arm_offsets({"task": "home"}, rng)
         assert np.all(np.abs(offsets) >= tasks.HOME_START_MIN)
         assert np.all(np.abs(tasks.start_arm_offsets({"task": "pick", "object": "red cube"}, rng)) <= tasks.START_NOISE)
+
+
+def test_success_watch_counts_a_success_only_after_the_same_task_was_seen_unsolved():
+    pick, home = '{"task": "pick", "object": "red cube"}', '{"task": "home"}'
+    watch = tasks.SuccessWatch()
+    assert not watch.update(pick, True)  # latched from before we watched
+    assert watch.update(pick, False) is False and watch.seen_unsolved
+    assert watch.update(pick, True) and watch.solved
+    assert not watch.update(home, True)  # a new task: its old success does not count
+    watch.reset()
+    assert not watch.seen_unsolved and not watch.solved
+    assert not watch.update(home, True)

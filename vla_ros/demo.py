@@ -18,6 +18,7 @@ import numpy as np
 from vla_ros import qos
 from vla_ros.camera.preprocess import policy_frame
 from vla_ros.intake.text import normalise
+from vla_ros.sim.tasks import SuccessWatch
 from vla_ros.vocabulary import parse_instruction
 
 VIDEO_FPS = 10.0  # camera frames kept for the video, per second
@@ -89,13 +90,13 @@ class DemoClient:
         self.node.create_subscription(Image, "/camera/image_raw", self._on_image, qos.SENSOR)
         self.recorder = Recorder(self.node, record_path, DEFAULT_TOPICS) if record_path else None
         self._String, self._ResetSim, self._SetTask = String, ResetSim, SetTask
-        self._task_seen_unsolved = False
+        self._DONE = PolicyStatus.DONE
+        self.task_success = SuccessWatch()
 
     # -- probes --------------------------------------------------------------------------
     def _on_task(self, msg) -> None:
         self.task = msg
-        if not msg.success:
-            self._task_seen_unsolved = True
+        self.task_success.update(msg.task_json, msg.success)
 
     def _on_status(self, msg) -> None:
         self.status = msg
@@ -142,8 +143,8 @@ class DemoClient:
             if not answer.success:
                 raise DemoError(f"the simulator could not reset with seed {seed}: {answer.message}")
         expected = normalise(text)
-        self._task_seen_unsolved = False
-        self.spin_until(lambda: self._task_seen_unsolved, 5.0)  # the new task's first status
+        self.task_success.reset()
+        self.spin_until(lambda: self.task_success.seen_unsolved, 5.0)  # the new task's first status
         self.frames = [] if video is not None else None
         self.voice.publish(self._String(data=text))
         sent = time.monotonic()
@@ -152,15 +153,12 @@ class DemoClient:
             return self.status is not None and self.status.instruction == expected
 
         def ended() -> bool:
-            solved = self._task_seen_unsolved and self.task is not None and self.task.success
-            from vla_ros.msg import PolicyStatus
-
-            gave_up = running() and self.status.state == PolicyStatus.DONE and "succeeded" not in self.status.reason
-            return solved or gave_up
+            gave_up = running() and self.status.state == self._DONE and "succeeded" not in self.status.reason
+            return self.task_success.solved or gave_up
 
         self.spin_until(ended, timeout)
         seconds = time.monotonic() - sent
-        success = bool(self._task_seen_unsolved and self.task is not None and self.task.success)
+        success = self.task_success.solved
         self.spin_until(lambda: running() and self.status.reason == "task succeeded", 2.0 if success else 0.0)
         frames, self.frames = self.frames, None
         if video is not None and frames:

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import rclpy
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
@@ -137,6 +138,17 @@ class Diagnostics:
                 )
             )
         self._publisher.publish(array)
+
+
+def stamp_seconds(stamp: Time) -> float:
+    """A message stamp as seconds on its clock."""
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def stamp_from_seconds(seconds: float) -> Time:
+    """Seconds on a clock as a message stamp (rounded to the nanosecond, carried into sec)."""
+    nanoseconds = round(seconds * 1e9)
+    return Time(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
 
 
 def configure_middleware() -> None:

@@ -37,6 +37,7 @@ import numpy as np
 
 from vla_ros import dataset, vocabulary
 from vla_ros.policies.base import CONTROL_DT
+from vla_ros.sim.tasks import SuccessWatch
 
 IMAGE_TOPICS: tuple[str, ...] = ("/vla/image", "/camera/image_raw")  # first one recorded wins
 ACTION_TOPICS: tuple[str, ...] = ("/vla/joint_targets", "/joint_commands")
@@ -99,8 +100,8 @@ class EpisodeBuilder:
         self._instruction: tuple[str, str] | None = None  # (id, text)
         self._task_key: tuple[str, int] | None = None  # (task_json, seed)
         self._task_elapsed = 0.0
-        self._saw_unsuccessful = False
-        self._success = False
+        self._task_success = SuccessWatch()
+        self._success = False  # solved at some point of the episode
         self._episode_start: float | None = None
         self._next_tick = 0.0
         self._pending: deque[_Pending] = deque()
@@ -204,10 +205,7 @@ class EpisodeBuilder:
             self._task_key = key
             self._start_episode(t)
         self._task_elapsed = msg.elapsed
-        if not msg.success:
-            self._saw_unsuccessful = True
-        elif self._saw_unsuccessful:
-            self._success = True
+        self._success |= self._task_success.update(msg.task_json, msg.success)
 
     def _end_episode(self) -> None:
         """Keep what the episode has so far; frames still waiting for their command go."""
@@ -215,7 +213,8 @@ class EpisodeBuilder:
         self._pending.clear()
 
     def _start_episode(self, t: float) -> None:
-        self._saw_unsuccessful = self._success = False
+        self._task_success.reset()
+        self._success = False
         self._episode_start = t if self._instruction is not None else None
         self._next_tick = t
 

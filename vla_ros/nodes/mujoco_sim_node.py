@@ -40,6 +40,7 @@ from vla_ros.node_common import (
     one_of,
     positive,
     run_node,
+    stamp_from_seconds,
 )
 from vla_ros.policies.base import CONTROL_DT
 from vla_ros.sim import tasks
@@ -125,10 +126,7 @@ class MujocoSimNode(Node):
 
     def _stamp(self, sim_seconds: float):
         if self._clock_pub is not None:
-            seconds = math.floor(sim_seconds)
-            stamp = Clock().clock
-            stamp.sec, stamp.nanosec = int(seconds), int(round((sim_seconds - seconds) * 1e9)) % 1_000_000_000
-            return stamp
+            return stamp_from_seconds(sim_seconds)
         return self.get_clock().now().to_msg()
 
     def _physics_loop(self) -> None:

@@ -38,6 +38,7 @@ from vla_ros.node_common import (
     non_negative,
     positive,
     run_node,
+    stamp_seconds,
 )
 from vla_ros.safety import SafetyFilter, SafetyState, config_from_parameters, parameter_defaults
 from vla_ros.safety.limits import LIMIT_FIELDS
@@ -85,10 +86,6 @@ PARAMS = [
 _LOG_THROTTLE = 1.0
 
 
-def _stamp_seconds(header) -> float:
-    return header.stamp.sec + header.stamp.nanosec * 1e-9
-
-
 class SafetyFilterNode(Node):
     def __init__(self):
         super().__init__("safety_filter_node")
@@ -130,7 +127,7 @@ class SafetyFilterNode(Node):
             self.get_logger().warning(reason)
 
     def _on_target(self, msg: JointState) -> None:
-        verdict = self.filter.set_target(msg.name, msg.position, _stamp_seconds(msg.header), self._now())
+        verdict = self.filter.set_target(msg.name, msg.position, stamp_seconds(msg.header.stamp), self._now())
         if not verdict:
             self._log_rejection("target", verdict.reason)
 
@@ -140,7 +137,7 @@ class SafetyFilterNode(Node):
             self._log_rejection("chunk", f"holding: action chunk {verdict.reason}")
 
     def _on_joint_states(self, msg: JointState) -> None:
-        verdict = self.filter.set_measured(msg.name, msg.position, _stamp_seconds(msg.header), self._now())
+        verdict = self.filter.set_measured(msg.name, msg.position, stamp_seconds(msg.header.stamp), self._now())
         if not verdict:
             self._log_rejection("joint_states", verdict.reason)
 

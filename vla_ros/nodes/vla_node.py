@@ -24,7 +24,7 @@ import time
 from collections import deque
 
 import numpy as np
-from builtin_interfaces.msg import Duration
+from rclpy.duration import Duration
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectoryPoint
@@ -45,9 +45,13 @@ from vla_ros.node_common import (
     one_of,
     positive,
     run_node,
+    stamp_from_seconds,
+    stamp_seconds,
 )
 from vla_ros.policies import CONTROL_DT, Observation, load_backend
 from vla_ros.policies.chunking import AGGREGATION_MODES
+from vla_ros.safety.filter import InputError, positions_by_name
+from vla_ros.sim.tasks import SuccessWatch
 
 IMAGE_TOPIC = "/vla/image"
 JOINT_STATES_TOPIC = "/joint_states"
@@ -105,10 +109,6 @@ def _warm_up(policy) -> float:
     return time.perf_counter() - started
 
 
-def _seconds(stamp) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
-
-
 class VlaNode(Node):
     def __init__(self):
         super().__init__("vla_node")
@@ -128,15 +128,13 @@ class VlaNode(Node):
                                max_age=p.max_age, latency_budget=p.latency_budget, step_period=CONTROL_DT,
                                control_period=1.0 / p.control_rate)
         self._chunks: deque[ChunkResult] = deque(maxlen=8)  # computed chunks, published from the executor thread
-        self._index = {name: i for i, name in enumerate(p.joint_names)}
         limits = arm.limits_arrays()
         self._lower, self._upper = limits["lower"] - STATE_TOLERANCE, limits["upper"] + STATE_TOLERANCE
         self._image: tuple[np.ndarray, float] | None = None
         self._state: tuple[np.ndarray, float] | None = None
         self._status = PolicyStatus(state=PolicyStatus.IDLE, reason="no instruction yet")
         self._instruction_start = 0.0
-        self._task_json: str | None = None  # the simulator task this instruction is scored by
-        self._task_seen_unsolved = False
+        self._task_success = SuccessWatch()  # the simulator's success of this instruction's task
         self._targets_published = 0
         self._last_rejection = ""
 
@@ -166,30 +164,24 @@ class VlaNode(Node):
     # -- inputs ---------------------------------------------------------------------
     def _on_image(self, msg: Image) -> None:
         try:
-            self._image = (ros_image.image_to_rgb(msg), _seconds(msg.header.stamp))
+            self._image = (ros_image.image_to_rgb(msg), stamp_seconds(msg.header.stamp))
         except ValueError as err:
             self._reject(f"image rejected: {err}")
             return
         self._observe()
 
     def _on_joint_states(self, msg: JointState) -> None:
-        positions = dict(zip(msg.name, msg.position))
-        if len(msg.name) != len(msg.position):
-            self._reject(f"joint state rejected: {len(msg.name)} names but {len(msg.position)} positions")
+        names = self.params.joint_names
+        try:
+            state = positions_by_name(msg.name, msg.position, ignore_extra=True, joints=names)
+        except InputError as err:
+            self._reject(f"joint state rejected: {err}")
             return
-        missing = [name for name in self._index if name not in positions]
-        if missing:
-            self._reject(f"joint state rejected: missing {', '.join(missing)}")
-            return
-        state = np.array([positions[name] for name in self._index], dtype=float)
-        if not np.all(np.isfinite(state)):
-            self._reject("joint state rejected: non-finite positions")
-            return
-        outside = [name for name, q, lo, hi in zip(self._index, state, self._lower, self._upper) if not lo <= q <= hi]
+        outside = [name for name, q, lo, hi in zip(names, state, self._lower, self._upper) if not lo <= q <= hi]
         if outside:
             self._reject(f"joint state rejected: {', '.join(outside)} outside the joint limits")
             return
-        self._state = (state, _seconds(msg.header.stamp))
+        self._state = (state, stamp_seconds(msg.header.stamp))
         self._observe()
 
     def _observe(self) -> None:
@@ -206,22 +198,13 @@ class VlaNode(Node):
             self._reject(f"instruction {msg.id!r} rejected: empty text")
             return
         self._instruction_start = self._now()
-        self._task_json = None
-        self._task_seen_unsolved = False
+        self._task_success.reset()
         self.loop.start(msg.id, text, self._instruction_start)
         self.get_logger().info(f"instruction {msg.id}: {text!r}")
         self._set_status(PolicyStatus.RUNNING, msg.id, text, "")
 
     def _on_task(self, msg: TaskStatus) -> None:
-        # The simulator's success latches until its task changes: only a success of the
-        # same task that follows an unsolved state seen during this instruction ends it.
-        if self.loop.instruction is None:
-            return
-        if msg.task_json != self._task_json:
-            self._task_json, self._task_seen_unsolved = msg.task_json, False
-        if not msg.success:
-            self._task_seen_unsolved = True
-        elif self._task_seen_unsolved:
+        if self.loop.instruction is not None and self._task_success.update(msg.task_json, msg.success):
             self._finish("task succeeded")
 
     def _on_safety(self, msg: SafetyStatus) -> None:
@@ -244,8 +227,7 @@ class VlaNode(Node):
             self._set_status(PolicyStatus.HOLDING, *instruction, reason)
             return
         msg = JointState(name=list(self.params.joint_names), position=target.positions.tolist())
-        msg.header.stamp.sec = int(target.stamp)
-        msg.header.stamp.nanosec = int(round((target.stamp - int(target.stamp)) * 1e9)) % 1_000_000_000
+        msg.header.stamp = stamp_from_seconds(target.stamp)
         self._targets.publish(msg)
         self._targets_published += 1
         self._set_status(PolicyStatus.RUNNING, *instruction, "")
@@ -256,13 +238,11 @@ class VlaNode(Node):
 
     def _publish_chunk(self, result: ChunkResult) -> None:
         msg = ActionChunk(instruction_id=result.instruction_id, confidence=1.0, inference_time=result.seconds)
-        msg.header.stamp.sec = int(result.observation_stamp)
-        msg.header.stamp.nanosec = int((result.observation_stamp % 1.0) * 1e9)
+        msg.header.stamp = stamp_from_seconds(result.observation_stamp)
         msg.trajectory.joint_names = list(self.params.joint_names)
         for i, row in enumerate(result.chunk):
-            t = (i + 1) * CONTROL_DT
             msg.trajectory.points.append(JointTrajectoryPoint(
-                positions=row.tolist(), time_from_start=Duration(sec=int(t), nanosec=int((t % 1.0) * 1e9))))
+                positions=row.tolist(), time_from_start=Duration(seconds=(i + 1) * CONTROL_DT).to_msg()))
         self._chunk_pub.publish(msg)
 
     def _finish(self, reason: str, state: int = PolicyStatus.DONE) -> None:
@@ -296,7 +276,8 @@ class VlaNode(Node):
         timing = {"inference_ms_p50": round(float(np.median(latencies)), 2) if len(latencies) else "",
                   "inference_ms_max": round(float(latencies.max()), 2) if len(latencies) else "",
                   "chunks_computed": stats.chunks_computed, "inferences_discarded": stats.inferences_discarded,
-                  "policy_errors": stats.policy_errors, "targets_published": self._targets_published}
+                  "policy_errors": stats.policy_errors, "holds": stats.holds,
+                  "targets_published": self._targets_published}
         now = self._now()
         ages = {"image_age_s": round(now - self._image[1], 3) if self._image else "none",
                 "joint_state_age_s": round(now - self._state[1], 3) if self._state else "none",

@@ -137,8 +137,9 @@ class InputError(ValueError):
     """An input message is malformed; the message says how."""
 
 
-def positions_by_name(names: Sequence[str], positions, *, ignore_extra: bool) -> np.ndarray:
-    """Positions of the COMMANDED_JOINTS, matched by name, in COMMANDED_JOINTS order.
+def positions_by_name(names: Sequence[str], positions, *, ignore_extra: bool,
+                      joints: Sequence[str] = arm.COMMANDED_JOINTS) -> np.ndarray:
+    """Positions of `joints` (by default the COMMANDED_JOINTS), matched by name, in that order.
 
     Raises InputError for an empty message, mismatched lengths, duplicate,
     unknown (unless `ignore_extra`) or missing names, and NaN/Inf positions.
@@ -155,15 +156,15 @@ def positions_by_name(names: Sequence[str], positions, *, ignore_extra: bool) ->
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise InputError(f"duplicate joint names: {', '.join(duplicates)}")
-    unknown = [n for n in names if n not in arm.COMMANDED_JOINTS]
+    unknown = [n for n in names if n not in joints]
     if unknown and not ignore_extra:
         raise InputError(f"unknown joints: {', '.join(unknown)}")
-    missing = [n for n in arm.COMMANDED_JOINTS if n not in names]
+    missing = [n for n in joints if n not in names]
     if missing:
         raise InputError(f"missing joints: {', '.join(missing)}")
     index = {n: i for i, n in enumerate(names)}
-    picked = values[[index[n] for n in arm.COMMANDED_JOINTS]]
-    bad = [n for n, v in zip(arm.COMMANDED_JOINTS, picked) if not math.isfinite(v)]
+    picked = values[[index[n] for n in joints]]
+    bad = [n for n, v in zip(joints, picked) if not math.isfinite(v)]
     if bad:
         raise InputError(f"non-finite positions for {', '.join(bad)}")
     return picked

@@ -243,3 +243,29 @@ def check_success(spec: dict, state: WorldState, start: WorldState) -> bool:
         return resting and offset <= support.radius - PLATE_MARGIN
     # stack: on top of the target, which itself still stands on the table
     return resting and offset <= support.radius and state.bottom(target) <= REST_TOLERANCE
+
+
+class SuccessWatch:
+    """Reads the simulator's latched success flag (/sim/task) as "solved since I started watching".
+
+    The flag stays true until the task changes, so a success left over from the previous
+    task must not count: a success counts only after the same task was seen unsolved
+    since `reset()`. vla_node, `vla-ros demo` and the recording converter share this rule.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._task_json: str | None = None
+        self.seen_unsolved = False
+        self.solved = False
+
+    def update(self, task_json: str, success: bool) -> bool:
+        """Take one status; returns `solved`: the watched task is solved now."""
+        if task_json != self._task_json:
+            self._task_json, self.seen_unsolved = task_json, False
+        if not success:
+            self.seen_unsolved = True
+        self.solved = bool(success) and self.seen_unsolved
+        return self.solved
