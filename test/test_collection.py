@@ -1,9 +1,11 @@
 """Expert demonstrations: deterministic for a seed, resumable after an interruption, in the dataset format."""
+import json
 import shutil
 
 import numpy as np
+import pytest
 
-from vla_ros.collection import collect
+from vla_ros.collection import Learner, collect
 from vla_ros.dataset import EpisodeDataset
 
 
@@ -28,3 +30,41 @@ def test_collection_is_deterministic_and_resumes(tmp_path):
     assert EpisodeDataset(second).episodes == episodes
     for name, array in _arrays(first).items():
         np.testing.assert_array_equal(array, _arrays(second)[name], err_msg=name)
+
+
+class HoldStill:
+    """A learner that never moves: its target is always the current joint state."""
+
+    def reset(self) -> None:
+        pass
+
+    def select_action(self, observation, instruction):
+        return observation.state[None, :]
+
+
+def test_dagger_learner_drives_and_the_expert_labels(tmp_path):
+    # Expert share 1: the learner is asked but never drives, so the episodes are the expert's own.
+    expert_only = collect(tmp_path / "e", episodes=2, seed=3, image_size=48, shard_size=2, progress=False)
+    shared = collect(tmp_path / "s", episodes=2, seed=3, image_size=48, shard_size=2, progress=False,
+                     learner=Learner(HoldStill(), expert_share=1.0), learner_name="hold-still")
+    assert shared == expert_only
+    for name, array in _arrays(tmp_path / "e").items():
+        np.testing.assert_array_equal(array, _arrays(tmp_path / "s")[name], err_msg=name)
+
+    # Expert share 0: the learner holds the arm still at every step, yet every label is the
+    # expert's target for that state, which moves towards the task.
+    collect(tmp_path / "l", episodes=2, seed=3, image_size=48, shard_size=2, progress=False,
+            learner=Learner(HoldStill(), expert_share=0.0), learner_name="hold-still")
+    rollouts = EpisodeDataset(tmp_path / "l")
+    for start, end in rollouts.episode_ranges():
+        states = rollouts.read("observation.state", start, end)
+        actions = rollouts.read("action", start, end)
+        assert np.abs(states - states[0]).max() < 0.02  # the arm only settles under gravity/contact
+        assert np.abs(actions - states).max() > 0.05  # the labels lead somewhere
+    info = json.loads((tmp_path / "l" / "meta" / "info.json").read_text())
+    assert info["dagger"] == {"learner": "hold-still", "expert_share": 0.0}
+
+
+def test_dagger_rejects_a_share_outside_0_1():
+    with pytest.raises(ValueError, match="expert share"):
+        Learner(HoldStill(), expert_share=1.5)

@@ -97,6 +97,16 @@ def test_checkpoint_reloads_to_identical_outputs(tmp_path, language, head, fusio
     assert reloaded.metadata["trained_on"]["episodes"] == 8
 
 
+def test_trains_on_several_datasets_together(tmp_path, language):
+    # Demonstrations plus DAgger rollouts: two directories, one training set.
+    first, second = _make_dataset(tmp_path / "a"), _make_dataset(tmp_path / "b", shards=1, seed=1)
+    config = VLAConfig.from_dict({**CONFIGS["tiny"].to_dict(), "steps": 2})
+    policy = train([first, second], config, tmp_path / "policy.pt", progress=False)
+    trained_on = policy.metadata["trained_on"]
+    assert trained_on["episodes"] == 12 and trained_on["frames"] == 12 * 12
+    assert trained_on["datasets"] == [str(first.resolve()), str(second.resolve())]
+
+
 def test_corrupted_or_mismatched_checkpoints_give_clear_errors(tmp_path, language):
     root = _make_dataset(tmp_path / "data")
     path = tmp_path / "policy.pt"

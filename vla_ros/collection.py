@@ -8,13 +8,15 @@ for (seed, episode index); shards of whole episodes make collection resumable.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from vla_ros import dataset
-from vla_ros.policies.base import CONTROL_DT
+from vla_ros import arm, dataset
+from vla_ros.policies.base import CONTROL_DT, Policy, check_chunk
+from vla_ros.policies.chunking import ChunkAggregator
 from vla_ros.sim import tasks
 from vla_ros.sim.expert import ExpertNoise, ExpertPolicy
 from vla_ros.sim.world import SimWorld
@@ -25,6 +27,7 @@ KIND_WEIGHTS = {"pick": 3, "place": 3, "push": 3, "stack": 3, "home": 1, "open_g
 STEPS_AFTER_SUCCESS = 5
 # Noise the expert still solves every task with (docs/SIMULATION.md).
 DEFAULT_NOISE = ExpertNoise(action_std=0.005, detour_probability=0.05)
+_LIMITS = arm.limits_arrays()
 
 
 def plan(seed: int, index: int) -> tuple[int, tasks.Episode]:
@@ -36,19 +39,55 @@ def plan(seed: int, index: int) -> tuple[int, tasks.Episode]:
     return int(rng.integers(2**31)), tasks.sample_episode(rng, "seen", kind)
 
 
-def record_episode(world: SimWorld, expert: ExpertPolicy, world_seed: int, episode: tasks.Episode) -> dataset.Episode:
+@dataclass
+class Learner:
+    """A policy in the loop (DAgger): it drives on a random share of the control steps."""
+
+    policy: Policy
+    expert_share: float  # probability that the expert's target is executed at a step
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.expert_share <= 1.0:
+            raise ValueError(f"expert share must be in [0, 1], got {self.expert_share}")
+        self.aggregator = ChunkAggregator(getattr(self.policy, "aggregation", "latest"))
+        self.rng = np.random.default_rng(0)
+
+    def reset(self, episode_seed: int) -> None:
+        """Start an episode; who drives at each step is a function of the episode's seed."""
+        self.policy.reset()
+        self.aggregator.reset()
+        self.rng = np.random.default_rng(episode_seed)
+
+    def target(self, observation, instruction: str, step: int) -> np.ndarray:
+        # Every step, as the evaluator runs it with n_action_steps = 1, so the learner's
+        # chunks blend the way they do at evaluation.
+        self.aggregator.add(check_chunk(self.policy.select_action(observation, instruction)), step)
+        # The simulator refuses targets past the joint limits; clip them as the evaluator does.
+        return np.clip(self.aggregator.target(step), _LIMITS["lower"], _LIMITS["upper"])
+
+
+def record_episode(world: SimWorld, expert: ExpertPolicy, world_seed: int, episode: tasks.Episode,
+                   learner: Learner | None = None) -> dataset.Episode:
     world.reset(world_seed, episode.spec)
     expert.reset()
+    if learner is not None:
+        learner.reset(world_seed)
     images, states, actions = [], [], []
     limit = tasks.TIME_LIMITS[episode.spec["task"]]
     after_success = None
+    step = 0
     while world.task_elapsed() < limit - 1e-9 and (after_success is None or after_success > 0):
         observation = world.observation()
         executed = expert.select_action(observation, episode.instruction)[0]
+        if learner is not None:
+            learner_target = learner.target(observation, episode.instruction, step)
+            if learner.rng.random() >= learner.expert_share:
+                executed = learner_target
         images.append(observation.image)
         states.append(observation.state)
         actions.append(expert.clean_action.copy())
         world.step(executed)
+        step += 1
         if after_success is None and world.success():
             after_success = STEPS_AFTER_SUCCESS
         elif after_success is not None:
@@ -59,11 +98,18 @@ def record_episode(world: SimWorld, expert: ExpertPolicy, world_seed: int, episo
 
 
 def collect(out: str | Path, episodes: int, seed: int = 0, image_size: int = 128, shard_size: int = 50,
-            noise: ExpertNoise = DEFAULT_NOISE, progress: bool = True) -> dict:
-    """Write `episodes` demonstrations to `out`, resuming after the last complete shard."""
+            noise: ExpertNoise = DEFAULT_NOISE, progress: bool = True, learner: Learner | None = None,
+            learner_name: str = "") -> dict:
+    """Write `episodes` demonstrations to `out`, resuming after the last complete shard.
+
+    With `learner`, the episodes are DAgger rollouts (see the module docstring);
+    `learner_name` (e.g. its checkpoint) is recorded in the dataset's info.
+    """
     root = Path(out)
-    dataset.write_info(root, fps=1.0 / CONTROL_DT, image_size=(image_size, image_size),
-                       extra={"seed": seed, "shard_size": shard_size, "noise": vars(noise)})
+    extra = {"seed": seed, "shard_size": shard_size, "noise": vars(noise)}
+    if learner is not None:
+        extra["dagger"] = {"learner": learner_name, "expert_share": learner.expert_share}
+    dataset.write_info(root, fps=1.0 / CONTROL_DT, image_size=(image_size, image_size), extra=extra)
     done = dataset.complete_shards(root)
     dataset.truncate_to_shards(root, done)
     world = SimWorld(image_size=image_size)
@@ -78,7 +124,7 @@ def collect(out: str | Path, episodes: int, seed: int = 0, image_size: int = 128
         first = shard * shard_size
         recorded = []
         for index in range(first, min(episodes, first + shard_size)):
-            recorded.append(record_episode(world, expert, *plan(seed, index)))
+            recorded.append(record_episode(world, expert, *plan(seed, index), learner=learner))
             successes += recorded[-1].success
             bar.update(1)
         dataset.write_shard(root, shard, recorded, first)

@@ -12,19 +12,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="dataset directory (resumes when it exists)")
     parser.add_argument("--image-size", type=int, default=128, help="square scene-camera image size (default 128)")
     parser.add_argument("--shard-size", type=int, default=50, help="episodes per shard (default 50)")
+    parser.add_argument("--dagger", metavar="CHECKPOINT", default="",
+                        help="DAgger: this built-in policy checkpoint ('builtin' = the shipped one) drives on "
+                        "a share of the steps, the expert labels every step")
+    parser.add_argument("--expert-share", type=float, default=0.3,
+                        help="with --dagger, the probability that the expert drives a step (default 0.3)")
 
 
 def run(args: argparse.Namespace) -> int:
     from vla_ros.collection import collect
     from vla_ros.dataset import DatasetError
+    from vla_ros.policies.builtin.language import LanguageEncoderError
 
     if args.episodes < 1 or args.shard_size < 1 or args.image_size < 32:
         print("error: --episodes and --shard-size must be >= 1 and --image-size >= 32", file=sys.stderr)
         return 2
+    if not 0.0 <= args.expert_share <= 1.0:
+        print("error: --expert-share must be in [0, 1]", file=sys.stderr)
+        return 2
     try:
-        summary = collect(args.out, args.episodes, args.seed, args.image_size, args.shard_size)
-    except DatasetError as err:
+        learner = _learner(args.dagger, args.expert_share) if args.dagger else None
+        summary = collect(args.out, args.episodes, args.seed, args.image_size, args.shard_size,
+                          learner=learner, learner_name=args.dagger)
+    except (DatasetError, LanguageEncoderError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(summary))
     return 0
+
+
+def _learner(checkpoint: str, expert_share: float):
+    from vla_ros.collection import Learner
+    from vla_ros.policies import load_backend
+
+    return Learner(load_backend("builtin", "" if checkpoint == "builtin" else checkpoint), expert_share)

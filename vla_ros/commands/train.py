@@ -1,4 +1,4 @@
-"""`vla-ros train --data DIR --config NAME --out CKPT`: behaviour cloning of the built-in policy on the CPU."""
+"""`vla-ros train --data DIR [DIR ...] --config NAME --out CKPT`: behaviour cloning of the built-in policy on the CPU."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +7,9 @@ from dataclasses import replace
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="dataset directory written by `vla-ros collect`")
+    parser.add_argument("--data", required=True, nargs="+", metavar="DIR",
+                        help="dataset directories written by `vla-ros collect` (e.g. demonstrations and "
+                        "DAgger rollouts), trained on together")
     parser.add_argument("--config", default="default", help="named policy config (default, tokens, flow, "
                         "cross_attention, concat, tiny)")
     parser.add_argument("--out", required=True, help="checkpoint file to write, e.g. runs/default/policy.pt")

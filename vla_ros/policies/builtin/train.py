@@ -44,11 +44,14 @@ def chunk_offsets(states: np.ndarray, actions: np.ndarray, chunk_size: int) -> n
     return actions[index] - states[:, None, :]
 
 
-def load_training_data(dataset: EpisodeDataset, config: VLAConfig) -> TrainingData:
+def load_training_data(datasets: list[EpisodeDataset], config: VLAConfig) -> TrainingData:
+    """Every frame of `datasets` (e.g. expert demonstrations plus DAgger rollouts) as one training set."""
     states, offsets, instruction_ids, episode_of_frame, images = [], [], [], [], []
     instructions: dict[str, int] = {}
-    in_memory = dataset.num_frames * config.image_size**2 * 3 <= _IN_MEMORY_LIMIT
-    for position, ((start, end), episode) in enumerate(zip(dataset.episode_ranges(), dataset.episodes)):
+    num_frames = sum(d.num_frames for d in datasets)
+    in_memory = num_frames * config.image_size**2 * 3 <= _IN_MEMORY_LIMIT
+    episodes = [(d, r, e) for d in datasets for r, e in zip(d.episode_ranges(), d.episodes)]
+    for position, (dataset, (start, end), episode) in enumerate(episodes):
         episode_states = dataset.read("observation.state", start, end).astype(np.float32)
         episode_actions = dataset.read("action", start, end).astype(np.float32)
         states.append(episode_states)
@@ -60,7 +63,7 @@ def load_training_data(dataset: EpisodeDataset, config: VLAConfig) -> TrainingDa
             frames = dataset.read("observation.image", start, end)
             images.append(np.stack([policy_frame(f, config.image_size) for f in frames]))
     if not in_memory:
-        raise MemoryError(f"{dataset.num_frames} frames at {config.image_size}px exceed the in-memory limit; "
+        raise MemoryError(f"{num_frames} frames at {config.image_size}px exceed the in-memory limit; "
                           "train on a smaller image size or fewer episodes")
     return TrainingData(
         images=np.concatenate(images),
@@ -163,16 +166,19 @@ def split_episodes(num_episodes: int, val_fraction: float, seed: int) -> np.ndar
     return val
 
 
-def train(data_dir: str | Path, config: VLAConfig, out: str | Path, *, resume: bool = False,
+def train(data_dirs: str | Path | list[str | Path], config: VLAConfig, out: str | Path, *, resume: bool = False,
           evaluate: Callable[[BuiltinPolicy], float] | None = None, eval_every: int = 0,
           val_every: int = 500, val_fraction: float = 0.05, progress: bool = True) -> BuiltinPolicy:
-    """Train the policy on `data_dir` and save it to `out`; returns the trained policy."""
+    """Train the policy on one dataset directory or several and save it to `out`; returns the trained policy."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    dataset = EpisodeDataset(data_dir)
-    data = load_training_data(dataset, config)
-    is_val_episode = split_episodes(len(dataset.episodes), val_fraction, config.seed)
+    if isinstance(data_dirs, (str, Path)):
+        data_dirs = [data_dirs]
+    datasets = [EpisodeDataset(d) for d in data_dirs]
+    data = load_training_data(datasets, config)
+    num_episodes = sum(len(d.episodes) for d in datasets)
+    is_val_episode = split_episodes(num_episodes, val_fraction, config.seed)
     val_mask = is_val_episode[data.episode_of_frame]
     normalization = Normalization.from_data(data.states[~val_mask], data.offsets[~val_mask])
     language = LanguageEncoder(config.max_tokens)
@@ -182,8 +188,8 @@ def train(data_dir: str | Path, config: VLAConfig, out: str | Path, *, resume: b
     if resume and state_path.is_file():
         trainer.load_state_dict(torch.load(state_path, map_location="cpu", weights_only=False))
     metadata = {
-        "trained_on": {"dataset": str(Path(data_dir).resolve()), "episodes": len(dataset.episodes),
-                       "frames": dataset.num_frames, "validation_episodes": int(is_val_episode.sum()),
+        "trained_on": {"datasets": [str(Path(d).resolve()) for d in data_dirs], "episodes": num_episodes,
+                       "frames": len(data.states), "validation_episodes": int(is_val_episode.sum()),
                        "instructions": len(data.instructions)},
         "train_seed": config.seed,
     }
