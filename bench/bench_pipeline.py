@@ -107,6 +107,8 @@ def main() -> None:
         "instruction": args.instruction, "seconds": args.seconds, "startup_seconds": startup,
         "frame_to_target_ms": percentiles(frame_to_target) if frame_to_target else {},
         "frame_to_command_ms": e2e,
+        # every sample (0.1 ms), for the histogram in docs/BENCHMARKS.md
+        "frame_to_command_samples_ms": [round(v * 1e3, 1) for v in frame_to_command],
         "command_rate_hz": round(command_rate, 2),
         "command_interval_ms": percentiles(intervals) if intervals.size else {},
         "vla_node_inference_p50_ms": inference[-1] if inference else None,

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# `vla-ros bench all --results DIR` points this elsewhere (tests, trial runs) through the environment.
+RESULTS_DIR = Path(os.environ.get("VLA_ROS_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
 
 
 def machine() -> dict:

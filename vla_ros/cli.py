@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "urdf": ("vla_ros.commands.urdf", "print the arm's URDF, generated from vla_ros/arm.py"),
     "record": ("vla_ros.commands.record", "record the pipeline's topics to an MCAP file (Foxglove, ros2 bag)"),
     "dataset": ("vla_ros.commands.dataset", "convert MCAP recordings into a training dataset; summarise a dataset"),
+    "bench": ("vla_ros.commands.bench", "run the benchmarks one after another and render docs/BENCHMARKS.md"),
 }
 
 
