@@ -9,7 +9,11 @@ policy, safety filter) as separate processes, gives an instruction, and listens:
 - frame -> command: the first /joint_commands arriving after that target (the safety
   filter publishes every 10 ms, interpolating towards the newest target);
 - the command stream at the arm: rate and the jitter of its inter-arrival times;
-- vla_node's own inference times, from its /diagnostics.
+- vla_node's own inference times, from its /diagnostics;
+- with --hops, where a frame's time goes before the policy: capture -> the raw image
+  here (/camera/image_raw, the simulator's render and one DDS hop) and capture -> the
+  policy frame here (/vla/image, after camera_node). Off by default: a third subscriber
+  of 640x480 images is load the pipeline does not have.
 
 Targets (issue 8): p99 frame -> /joint_commands <= 30 ms, commands >= 50 Hz.
 Usage: bench_pipeline.py [--seconds 20] [--instruction "pick up the red cube"]
@@ -30,12 +34,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="measurement window per run")
     parser.add_argument("--instruction", default="pick up the red cube")
     parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--hops", action="store_true", help="also time the camera hops (adds a raw-image subscriber)")
     args = parser.parse_args()
 
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
-    from sensor_msgs.msg import JointState
+    from sensor_msgs.msg import Image, JointState
     from std_msgs.msg import String
     from vla_ros.msg import PolicyStatus
     from vla_ros.srv import ResetSim, SetTask
@@ -62,6 +67,13 @@ def main() -> None:
         node.create_subscription(JointState, "/joint_commands", arrival(commands), qos.RELIABLE)
         node.create_subscription(PolicyStatus, "/vla/status", statuses.append, qos.RELIABLE)
         node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
+        hops = {"capture_to_raw_image_ms": [], "capture_to_policy_frame_ms": []}
+        if args.hops:
+            for topic, store in (("/camera/image_raw", hops["capture_to_raw_image_ms"]),
+                                 ("/vla/image", hops["capture_to_policy_frame_ms"])):
+                node.create_subscription(
+                    Image, topic, lambda msg, store=store: store.append(
+                        clock.now().nanoseconds * 1e-9 - stamp_seconds(msg.header.stamp)), qos.SENSOR)
         voice = node.create_publisher(String, "/voice_command", qos.RELIABLE)
 
         def spin_for(seconds, until=lambda: False):
@@ -79,6 +91,8 @@ def main() -> None:
             spin_for(10.0, until=future.done)
         targets.clear()
         commands.clear()
+        for store in hops.values():
+            store.clear()
         voice.publish(String(data=args.instruction))
         spin_for(args.seconds)
 
@@ -110,6 +124,7 @@ def main() -> None:
         # every sample (0.1 ms), for the histogram in docs/BENCHMARKS.md
         "frame_to_command_samples_ms": [round(v * 1e3, 1) for v in frame_to_command],
         "command_rate_hz": round(command_rate, 2),
+        **{name: percentiles(samples) for name, samples in hops.items() if samples},
         "command_interval_ms": percentiles(intervals) if intervals.size else {},
         "vla_node_inference_p50_ms": inference[-1] if inference else None,
         "final_status": {"state": statuses[-1].state, "reason": statuses[-1].reason} if statuses else None,
