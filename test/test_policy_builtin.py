@@ -1,5 +1,6 @@
 """The built-in policy's data format, training, checkpoints and chunk execution (no simulator needed)."""
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -105,6 +106,21 @@ def test_trains_on_several_datasets_together(tmp_path, language):
     trained_on = policy.metadata["trained_on"]
     assert trained_on["episodes"] == 12 and trained_on["frames"] == 12 * 12
     assert trained_on["datasets"] == [str(first.resolve()), str(second.resolve())]
+
+
+def test_fine_tuning_starts_from_the_initial_policy(tmp_path, language):
+    root = _make_dataset(tmp_path / "data")
+    config = VLAConfig.from_dict({**CONFIGS["tiny"].to_dict(), "steps": 3})
+    first = train(root, config, tmp_path / "first.pt", progress=False)
+    # One step at learning rate 0 changes nothing: the weights and normalisation are the initial policy's.
+    tuned = train(root, replace(config, steps=1, learning_rate=0.0, seed=7), tmp_path / "tuned.pt", init=first,
+                  progress=False)
+    image = np.random.default_rng(2).integers(0, 255, (48, 48, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(first.predict_chunk(image, arm.home_vector(), "push the red cube left"),
+                                  tuned.predict_chunk(image, arm.home_vector(), "push the red cube left"))
+    assert tuned.metadata["initialised_from"]["trained_on"]["episodes"] == 8
+    with pytest.raises(ValueError, match="architecture does not match"):
+        train(root, replace(config, hidden_dim=32), tmp_path / "wrong.pt", init=first, progress=False)
 
 
 def test_corrupted_or_mismatched_checkpoints_give_clear_errors(tmp_path, language):

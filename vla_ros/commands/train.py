@@ -16,6 +16,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="training steps (default: the config's)")
     parser.add_argument("--seed", type=int, help="training seed (default: the config's)")
     parser.add_argument("--resume", action="store_true", help="continue from the training state beside --out")
+    parser.add_argument("--init", metavar="CHECKPOINT",
+                        help="fine-tune: start from this checkpoint's weights and normalisation ('builtin' = the "
+                        "shipped one); its config is used, with --steps/--seed/--learning-rate applied")
+    parser.add_argument("--learning-rate", type=float, help="peak learning rate (default: the config's)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
     parser.add_argument("--eval-every", type=int, default=0, metavar="STEPS",
                         help="measure in-simulator success every STEPS steps (default 0: only at the end, "
@@ -33,10 +37,12 @@ def run(args: argparse.Namespace) -> int:
     from vla_ros.policies.builtin.train import train
 
     try:
-        config = named_config(args.config)
-        overrides = {k: v for k, v in (("steps", args.steps), ("seed", args.seed)) if v is not None}
+        init = _initial_policy(args.init) if args.init else None
+        config = init.config if init is not None else named_config(args.config)
+        overrides = {k: v for k, v in (("steps", args.steps), ("seed", args.seed),
+                                       ("learning_rate", args.learning_rate)) if v is not None}
         config = replace(config, **overrides)
-    except ValueError as err:
+    except (ValueError, LanguageEncoderError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.eval_every < 0 or args.eval_episodes < 0:
@@ -45,13 +51,19 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     evaluate = sim_success(args.eval_episodes, config.image_size) if args.eval_episodes else None
     try:
-        policy = train(args.data, config, args.out, resume=args.resume, evaluate=evaluate,
+        policy = train(args.data, config, args.out, resume=args.resume, init=init, evaluate=evaluate,
                        eval_every=args.eval_every)
-    except (DatasetError, LanguageEncoderError, MemoryError) as err:
+    except (DatasetError, LanguageEncoderError, MemoryError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"saved {args.out} after {policy.metadata['train_seconds']} s")
     return 0
+
+
+def _initial_policy(checkpoint: str):
+    from vla_ros.policies.builtin.policy import SHIPPED_CHECKPOINT, BuiltinPolicy
+
+    return BuiltinPolicy.load(SHIPPED_CHECKPOINT if checkpoint == "builtin" else checkpoint)
 
 
 def sim_success(episodes: int, image_size: int, seed: int = 10_000):

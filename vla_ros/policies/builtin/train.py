@@ -167,9 +167,14 @@ def split_episodes(num_episodes: int, val_fraction: float, seed: int) -> np.ndar
 
 
 def train(data_dirs: str | Path | list[str | Path], config: VLAConfig, out: str | Path, *, resume: bool = False,
-          evaluate: Callable[[BuiltinPolicy], float] | None = None, eval_every: int = 0,
+          init: BuiltinPolicy | None = None, evaluate: Callable[[BuiltinPolicy], float] | None = None, eval_every: int = 0,
           val_every: int = 500, val_fraction: float = 0.05, progress: bool = True) -> BuiltinPolicy:
-    """Train the policy on one dataset directory or several and save it to `out`; returns the trained policy."""
+    """Train the policy on one dataset directory or several and save it to `out`; returns the trained policy.
+
+    With `init`, training starts from that policy's weights and keeps its normalisation
+    (fine-tuning, e.g. on demonstrations plus DAgger rollouts); its architecture must
+    match `config`.
+    """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -180,19 +185,28 @@ def train(data_dirs: str | Path | list[str | Path], config: VLAConfig, out: str 
     num_episodes = sum(len(d.episodes) for d in datasets)
     is_val_episode = split_episodes(num_episodes, val_fraction, config.seed)
     val_mask = is_val_episode[data.episode_of_frame]
-    normalization = Normalization.from_data(data.states[~val_mask], data.offsets[~val_mask])
+    normalization = (init.normalization if init is not None
+                     else Normalization.from_data(data.states[~val_mask], data.offsets[~val_mask]))
     language = LanguageEncoder(config.max_tokens)
     trainer = Trainer(data, config, normalization, language,
                       np.flatnonzero(~val_mask), np.flatnonzero(val_mask))
     state_path = out.with_name(out.name + ".train_state")
     if resume and state_path.is_file():
         trainer.load_state_dict(torch.load(state_path, map_location="cpu", weights_only=False))
+    elif init is not None:
+        try:
+            trainer.model.load_state_dict(init.model.state_dict())
+        except RuntimeError as err:
+            raise ValueError(f"the initial policy's architecture does not match the training config: {err}") from err
     metadata = {
         "trained_on": {"datasets": [str(Path(d).resolve()) for d in data_dirs], "episodes": num_episodes,
                        "frames": len(data.states), "validation_episodes": int(is_val_episode.sum()),
                        "instructions": len(data.instructions)},
         "train_seed": config.seed,
     }
+    if init is not None:
+        metadata["initialised_from"] = {"trained_on": init.metadata.get("trained_on"),
+                                        "train_seconds": init.metadata.get("train_seconds")}
     started = time.monotonic() - trainer.history.get("elapsed", 0.0)  # resumed runs keep counting
     bar = tqdm(total=config.steps, initial=trainer.step, desc="train", disable=not progress, unit="step")
     running = []
