@@ -205,6 +205,23 @@ def test_stale_joint_states_fault_and_restart_at_the_measured_position():
     np.testing.assert_array_equal(out.positions, rig.arm)
 
 
+def test_a_clock_jumping_back_faults_and_restarts_at_the_measured_position():
+    # A restarted simulator's /clock starts again at 0 (found by test/test_faults.py): the
+    # joint states accepted on the old clock looked fresh, and the old command was held far
+    # from the restarted arm.
+    rig = Rig()
+    rig.run(moved({0: 0.3}), 30)
+    rig.now, rig.arm = 1.0, HOME.copy()  # the simulation starts over, the arm at its start pose
+    out = rig.filter.step(rig.now)
+    assert out.state == SafetyState.FAULT and out.positions is None
+    assert "clock jumped back" in out.reason
+    rig.outputs, rig.start = [], HOME.copy()
+    out, _ = rig.step()  # joint states on the new clock
+    np.testing.assert_array_equal(out.positions, HOME)  # restarts where the arm is, at rest
+    rig.run(moved({0: 0.3}), 50)  # targets on the new clock are followed again
+    assert rig.outputs[-1][0] > HOME[0] + 0.1 and not rig.violations()
+
+
 def test_estop_latches_brakes_to_rest_and_resets_only_on_request():
     rig = Rig()
     goal = moved({0: 1.5})

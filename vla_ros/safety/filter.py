@@ -216,6 +216,8 @@ class SafetyFilter:
         self._target_interval: float | None = None  # smoothed; None until two targets arrived
         self._confidence: float | None = None
         self._estop_reason: str | None = None
+        self._last_step_time: float | None = None
+        self._waiting_reason = "waiting for /joint_states"  # the FAULT reason while no state is known
         self.last_rejection = ""
 
     # ----------------------------------------------------------------- inputs
@@ -326,6 +328,9 @@ class SafetyFilter:
     # ------------------------------------------------------------------- step
     def step(self, now: float) -> SafetyOutput:
         """The command for this output period. Call at the configured rate."""
+        if self._last_step_time is not None and now < self._last_step_time:
+            self._clock_jumped_back(self._last_step_time - now)
+        self._last_step_time = now
         fault = self._fault_reason(now)
         if fault:
             self._q = self._v = None
@@ -415,9 +420,22 @@ class SafetyFilter:
                                     f"from /joint_states (max {self.config.max_step_from_measured:g})")
         return None
 
+    def _clock_jumped_back(self, seconds: float) -> None:
+        """Time went backwards (a restarted simulation's /clock): every time kept is on another clock.
+
+        The arm's state counts as unknown until joint states stamped on the new clock arrive
+        (FAULT, nothing published), and the stream then restarts at the measured position, as
+        after a state timeout; targets are timed afresh. Otherwise a state from the old clock
+        would look fresh for as long as the jump, and the old command would be held far from
+        a restarted arm.
+        """
+        self._measured = self._measured_time = None
+        self._target_time = self._target_stamp = self._target_interval = None
+        self._waiting_reason = f"clock jumped back {seconds:.3f} s: waiting for /joint_states on the new clock"
+
     def _fault_reason(self, now: float) -> str | None:
         if self._measured_time is None:
-            return "waiting for /joint_states"
+            return self._waiting_reason
         age = now - self._measured_time
         if age > self.config.state_timeout:
             return f"/joint_states stale: none accepted for {age:.3f} s (max {self.config.state_timeout:g} s)"
