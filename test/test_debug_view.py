@@ -73,6 +73,29 @@ def test_tcp_path_is_forward_kinematics_of_each_row_by_name():
         debug_view.tcp_path(arm.COMMANDED_JOINTS[:6], rows[:, :6])
 
 
+def test_tcp_path_refuses_short_and_non_finite_rows():
+    # Found by bench/bench_fuzz.py: a chunk with fewer positions than names raised IndexError
+    # and killed debug_view_node; a NaN path crashed its drawing.
+    rows = np.tile(arm.home_vector(), (2, 1))
+    with pytest.raises(ValueError, match="3 positions for 8 joint names"):
+        debug_view.tcp_path(arm.COMMANDED_JOINTS, [rows[0], rows[1][:3]])
+    rows[1, 2] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        debug_view.tcp_path(arm.COMMANDED_JOINTS, rows)
+
+
+@pytest.mark.parametrize("k", [[math.nan] * 9, [1e300, 0, 0, 0, 1e300, 0, 0, 0, 1]])
+def test_garbage_intrinsics_draw_nothing_instead_of_crashing(k):
+    # A CameraInfo with NaN or huge K (as bench/bench_fuzz.py sends) made OpenCV refuse the
+    # pixel coordinates, and debug_view_node died.
+    camera = debug_view.camera_for(SCENE_FRAME, k, (WIDTH, HEIGHT), (WIDTH, HEIGHT), debug_view.known_camera_poses())
+    tcp, path = _visible_path()
+    frame = np.full((HEIGHT, WIDTH, 3), 128, np.uint8)
+    out = debug_view.annotate(frame, debug_view.Overlay(tcp=tcp, path=path), camera)
+    assert (out[100:] == 128).all()
+    assert not camera.project(path)[1].any()
+
+
 def test_box_edges_are_the_twelve_edges():
     low, high = np.array([-0.2, -0.7, 0.0]), np.array([0.9, 0.7, 1.2])
     ends = debug_view.box_edges(low, high).reshape(12, 2, 3)

@@ -30,6 +30,8 @@ UNKNOWN_COLOUR = (200, 200, 200)
 PATH_COLOUR, TCP_COLOUR = (0, 255, 255), (255, 255, 255)
 ARROW_RANGE = 0.2  # m of end-effector motion that fills the arrow panel's radius
 MIN_DEPTH = 0.05  # m in front of the camera for a point to be drawn
+# OpenCV draws at int32 pixel coordinates; a point this far off the image is not drawn.
+MAX_PIXEL = 1e6
 
 
 @dataclass(frozen=True)
@@ -41,13 +43,16 @@ class PinholeCamera:
     rotation: np.ndarray  # (3, 3) world <- optical (z forward, x right, y down)
 
     def project(self, points) -> tuple[np.ndarray, np.ndarray]:
-        """Pixel coordinates (N, 2) of world points (N, 3), and which lie in front of the camera."""
+        """Pixel coordinates (N, 2) of world points (N, 3), and which lie in front of the camera
+        at drawable coordinates (finite, within MAX_PIXEL: intrinsics from a CameraInfo may be anything)."""
         camera = (np.asarray(points, dtype=float).reshape(-1, 3) - self.position) @ self.rotation
         depth = camera[:, 2]
-        visible = depth > MIN_DEPTH
-        safe = np.where(visible, depth, 1.0)
-        pixels = (camera[:, :2] / safe[:, None]) @ self.k[:2, :2].T + self.k[:2, 2]
-        return pixels, visible
+        in_front = depth > MIN_DEPTH
+        safe = np.where(in_front, depth, 1.0)
+        with np.errstate(invalid="ignore", over="ignore"):
+            pixels = (camera[:, :2] / safe[:, None]) @ self.k[:2, :2].T + self.k[:2, 2]
+            drawable = np.all(np.abs(pixels) < MAX_PIXEL, axis=1)  # False for NaN too
+        return pixels, in_front & drawable
 
 
 def known_camera_poses() -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -71,13 +76,24 @@ def camera_for(frame_id: str, k, info_size: tuple[int, int], image_size: tuple[i
 
 
 def tcp_path(joint_names, rows) -> np.ndarray:
-    """(K, 3) tool-centre-point positions of K joint-target rows (matched by name; arm joints are needed)."""
+    """(K, 3) tool-centre-point positions of K joint-target rows (matched by name; arm joints are needed).
+
+    Raises ValueError for missing arm joints, a row whose length differs from the names',
+    and non-finite arm positions (a chunk from the wire can be any of these)."""
     index = {name: i for i, name in enumerate(joint_names)}
     missing = [name for name in arm.ARM_JOINTS if name not in index]
     if missing:
         raise ValueError(f"joint targets lack {', '.join(missing)}")
     columns = [index[name] for name in arm.ARM_JOINTS]
-    return np.array([arm.tcp_position(np.asarray(row, dtype=float)[columns]) for row in rows]).reshape(-1, 3)
+    path = []
+    for row in rows:
+        values = np.asarray(row, dtype=float).reshape(-1)
+        if values.size != len(joint_names):
+            raise ValueError(f"a point has {values.size} positions for {len(joint_names)} joint names")
+        if not np.all(np.isfinite(values[columns])):
+            raise ValueError("non-finite arm joint targets")
+        path.append(arm.tcp_position(values[columns]))
+    return np.array(path).reshape(-1, 3)
 
 
 def box_edges(low, high) -> np.ndarray:
