@@ -5,6 +5,7 @@
     with launcher.start_graph(plan, log_dir) as graph:
         graph.wait_ready(timeout=60)    # every node visible over DDS, or StartupError
         ...                             # graph.alive(), graph.failed()
+        graph.node("vla_node").process.kill(); graph.restart("vla_node")   # fault tests
     # leaving the block stops every process: SIGINT, then SIGKILL after a timeout
 
 Each node runs in its own process group (a Ctrl-C in the terminal reaches only the
@@ -90,10 +91,35 @@ class RunningNode:
 class Graph:
     """The running processes of a plan."""
 
-    def __init__(self, nodes: list[RunningNode], skipped: list[tuple[NodeSpec, str]], log_dir: Path):
+    def __init__(self, nodes: list[RunningNode], skipped: list[tuple[NodeSpec, str]], log_dir: Path,
+                 environment: dict[str, str]):
         self.nodes = nodes
         self.skipped = skipped  # (spec, why)
         self.log_dir = log_dir
+        self.environment = environment
+
+    def node(self, name: str) -> RunningNode:
+        """The process of the planned node `name` (running or not)."""
+        for node in self.nodes:
+            if node.spec.name == name:
+                return node
+        raise KeyError(f"no process for {name!r}; started: {', '.join(n.spec.name for n in self.nodes)}")
+
+    def restart(self, name: str, timeout: float = 10.0) -> RunningNode:
+        """Start node `name` again with the same command, after stopping it if it still runs
+        (a fault test brings a killed node back). Its log continues in the same file."""
+        old = self.node(name)
+        if old.returncode() is None:
+            _signal_group(old.process, signal.SIGINT)
+            try:
+                old.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                _signal_group(old.process, signal.SIGKILL)
+                old.process.wait()
+        old._log.close()
+        new = _spawn(old.spec, old.command, old.log_path, self.environment, append=True)
+        self.nodes[self.nodes.index(old)] = new
+        return new
 
     def __enter__(self) -> Graph:
         return self
@@ -211,7 +237,7 @@ def start_graph(plan: Plan, log_dir: Path | str, env: dict[str, str] | None = No
     environment.setdefault("RCUTILS_LOGGING_BUFFERED_STREAM", "0")
     running: list[RunningNode] = []
     skipped: list[tuple[NodeSpec, str]] = []
-    graph = Graph(running, skipped, log_dir)
+    graph = Graph(running, skipped, log_dir, environment)
     try:
         for spec in plan.nodes:
             executable = find_executable(spec)
@@ -222,12 +248,16 @@ def start_graph(plan: Plan, log_dir: Path | str, env: dict[str, str] | None = No
                 continue
             params_file = write_parameters(spec, log_dir / "params")
             command = [str(executable), *spec.arguments, *spec.ros_arguments(params_file and str(params_file))]
-            log_path = log_dir / f"{_file_name(spec)}.log"
-            log = open(log_path, "w")
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       env=environment, start_new_session=True, preexec_fn=_die_with_parent)
-            running.append(RunningNode(spec, process, log_path, command, log))
+            running.append(_spawn(spec, command, log_dir / f"{_file_name(spec)}.log", environment))
     except BaseException:
         graph.stop()
         raise
     return graph
+
+
+def _spawn(spec: NodeSpec, command: list[str], log_path: Path, environment: dict[str, str],
+           append: bool = False) -> RunningNode:
+    log = open(log_path, "a" if append else "w")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               env=environment, start_new_session=True, preexec_fn=_die_with_parent)
+    return RunningNode(spec, process, log_path, command, log)
