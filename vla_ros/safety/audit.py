@@ -61,3 +61,48 @@ def stream_violations(
             if check.violation > 1e-9 and len(problems) < max_reports:
                 problems.append(f"command {row - rows_before}: outside the workspace ({', '.join(check.violated)})")
     return problems
+
+
+def received_violations(
+    commands,
+    fault_stamps,
+    dt: float,
+    limits: JointLimitSet,
+    workspace: Workspace | None = None,
+    max_reports: int = 20,
+) -> list[str]:
+    """Every limit broken by /joint_commands as a subscriber received them (empty when clean).
+
+    `commands` holds (publisher, publication sequence number, stamp, names, positions) in
+    arrival order. Each message must name COMMANDED_JOINTS in that order with finite
+    positions. Velocity, acceleration and jerk are checked over runs of consecutive
+    publications of one publisher: a run ends at a lost message (a gap in the sequence
+    numbers) and where the filter restarts at the measured position by design: after a FAULT
+    period (`fault_stamps`: the stamps of /safety/status FAULT) and after its clock went back.
+    """
+    problems: list[str] = []
+    faults = np.sort(np.asarray(list(fault_stamps), dtype=float))
+    runs: dict[object, list[list[tuple[int, float, np.ndarray]]]] = {}
+    for publisher, seq, stamp, names, positions in commands:
+        values = np.asarray(positions, dtype=float)
+        if tuple(names) != arm.COMMANDED_JOINTS or values.shape != (len(arm.COMMANDED_JOINTS),) \
+                or not np.all(np.isfinite(values)):
+            if len(problems) < max_reports:
+                problems.append(f"command {seq}: malformed ({list(names)}, {values.tolist()})"[:300])
+            runs.setdefault(publisher, []).append([])  # nothing continues across it
+            continue
+        publisher_runs = runs.setdefault(publisher, [[]])
+        previous = publisher_runs[-1][-1] if publisher_runs[-1] else None
+        if previous is not None:
+            fault_between = np.searchsorted(faults, stamp) > np.searchsorted(faults, previous[1], side="right")
+            if seq != previous[0] + 1 or fault_between or stamp < previous[1]:
+                publisher_runs.append([])
+        publisher_runs[-1].append((seq, stamp, values))
+    for publisher_runs in runs.values():
+        for run in publisher_runs:
+            if run:
+                for line in stream_violations([values for _, _, values in run], dt, limits, workspace,
+                                              max_reports=max_reports):
+                    if len(problems) < max_reports:
+                        problems.append(f"run from command {run[0][0]}: {line}")
+    return problems
