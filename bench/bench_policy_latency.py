@@ -2,7 +2,8 @@
 
 Measures every head/fusion variant with freshly initialised weights (latency does
 not depend on the weights), the shipped checkpoint when present, and INT8 dynamic
-quantisation of the default config. Usage: bench_policy_latency.py [--repeats N]
+quantisation of the default config, and the shipped policy's time per stage
+(preprocess, model, postprocess). Usage: bench_policy_latency.py [--repeats N]
 """
 from __future__ import annotations
 
@@ -45,6 +46,27 @@ def time_policy(policy: BuiltinPolicy, repeats: int) -> dict:
     return percentiles(samples)
 
 
+@torch.inference_mode()
+def time_stages(policy: BuiltinPolicy, repeats: int) -> dict:
+    """predict_chunk split in its three stages: preprocess (image, state, cached tokens), model, postprocess."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (policy.config.image_size, policy.config.image_size, 3), dtype=np.uint8)
+    state = arm.home_vector()
+    samples = {"preprocess": [], "model": [], "postprocess": []}
+    for i in range(repeats + 20):
+        t0 = time.perf_counter()
+        inputs = policy.preprocess(image, state, INSTRUCTION)
+        t1 = time.perf_counter()
+        offsets = policy.model.predict(*inputs, None)[0].numpy()
+        t2 = time.perf_counter()
+        policy.postprocess(state, offsets)
+        t3 = time.perf_counter()
+        if i >= 20:  # warm-up: the first calls encode the instruction and fill caches
+            for name, seconds in zip(samples, (t1 - t0, t2 - t1, t3 - t2)):
+                samples[name].append(seconds)
+    return {name: percentiles(values) for name, values in samples.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=500)
@@ -65,6 +87,8 @@ def main() -> None:
         results["variants"]["shipped"] = {"latency_ms": time_policy(shipped, args.repeats),
                                           "config": shipped.config.to_dict()}
         results["variants"]["shipped_int8"] = {"latency_ms": time_policy(shipped.int8(), args.repeats)}
+        results["shipped_stages_ms"] = time_stages(shipped, args.repeats)
+        print("shipped stages p50: " + ", ".join(f"{k} {v['p50']:.2f} ms" for k, v in results["shipped_stages_ms"].items()))
     for name in ("default_int8", "shipped", "shipped_int8"):
         if name in results["variants"]:
             latency = results["variants"][name]["latency_ms"]

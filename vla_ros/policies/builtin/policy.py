@@ -81,19 +81,26 @@ class BuiltinPolicy:
     @torch.inference_mode()
     def predict_chunk(self, image: np.ndarray, state: np.ndarray, instruction: str) -> np.ndarray:
         """One forward pass: (K, 8) absolute joint targets, without ensembling."""
+        inputs = self.preprocess(image, state, instruction)
+        offsets = self.model.predict(*inputs, self._generator)[0].numpy()
+        return self.postprocess(state, offsets)
+
+    def preprocess(self, image: np.ndarray, state: np.ndarray, instruction: str) -> tuple[torch.Tensor, ...]:
+        """The model's batch-of-one inputs: image, normalised state, instruction tokens and mask."""
         n = self.normalization
         state = np.asarray(state, dtype=np.float32)
         if state.shape != (self.config.state_dim,) or not np.all(np.isfinite(state)):
             raise ValueError(f"state must be {self.config.state_dim} finite joint positions, got {state}")
         tokens, mask = self.language.encode(instruction)
-        offsets = self.model.predict(
-            image_tensor(policy_frame(image, self.config.image_size)[None]),
-            torch.from_numpy((state - n.state_mean) / n.state_std)[None],
-            torch.from_numpy(tokens)[None],
-            torch.from_numpy(mask)[None],
-            self._generator,
-        )[0].numpy()
-        return state[None, :] + offsets * n.offset_std + n.offset_mean
+        return (image_tensor(policy_frame(image, self.config.image_size)[None]),
+                torch.from_numpy((state - n.state_mean) / n.state_std)[None],
+                torch.from_numpy(tokens)[None],
+                torch.from_numpy(mask)[None])
+
+    def postprocess(self, state: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """Normalised (K, 8) offsets from `state` -> absolute joint targets."""
+        n = self.normalization
+        return np.asarray(state, dtype=np.float32)[None, :] + offsets * n.offset_std + n.offset_mean
 
     def select_action(self, observation, instruction: str) -> np.ndarray:
         return self.predict_chunk(observation.image, observation.state, instruction)
