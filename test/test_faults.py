@@ -153,7 +153,7 @@ def test_a_simulated_clock_jumping_back_publishes_nothing_unsafe(sim_time_graph)
     _move_joint1(probe, 0.4, 2.0)
     assert probe.measured()[0] > 0.2, "the arm did not follow the targets"
     # A second /clock publisher, behind the simulator's: the clock jumps back and forth.
-    clock = probe.node.create_publisher(Clock, "/clock", qos.RELIABLE)
+    clock = probe.in_spin_thread(probe.node.create_publisher, Clock, "/clock", qos.RELIABLE)
     behind = probe.safety[-1][1] / 2
     for _ in range(20):
         clock.publish(Clock(clock=stamp_from_seconds(behind)))

@@ -268,6 +268,15 @@ class GraphProbe:
     def reset_estop(self, timeout: float = 10.0) -> str:
         return self._call(self._reset, timeout)
 
+    def in_spin_thread(self, function: Callable, *args):
+        """`function(*args)` run on the probe's executor thread; its result. Create and destroy
+        the probe's publishers and subscriptions this way: an entity destroyed from another
+        thread while the executor builds its wait set kills the executor (rclpy InvalidHandle)."""
+        task = self._executor.create_task(function, *args)
+        if not self.wait_for(task.done, 10.0, period=0.005):
+            raise TimeoutError(f"the probe's executor did not run {function.__name__}")
+        return task.result()
+
     def _call(self, client, timeout: float) -> str:
         if not client.wait_for_service(timeout_sec=timeout):
             raise TimeoutError(f"{client.srv_name} is not offered")
@@ -282,11 +291,11 @@ class GraphProbe:
         got: list = []
         # Best effort, volatile: matches every publisher.
         profile = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
-        subscription = self.node.create_subscription(cls, topic, got.append, profile)
+        subscription = self.in_spin_thread(self.node.create_subscription, cls, topic, got.append, profile)
         try:
             self.wait_for(lambda: bool(got), timeout)
         finally:
-            self.node.destroy_subscription(subscription)
+            self.in_spin_thread(self.node.destroy_subscription, subscription)
         # A copy that owns its data (a received message's arrays may be views of middleware buffers).
         return deserialize_message(serialize_message(got[0]), cls) if got else None
 
@@ -300,7 +309,7 @@ class GraphProbe:
         cls = message_class(type_name)
         profile = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        publisher = self.node.create_publisher(cls, topic, profile)
+        publisher = self.in_spin_thread(self.node.create_publisher, cls, topic, profile)
         self._note_own_publishers(topic)
         sent = 0
         try:
@@ -310,6 +319,6 @@ class GraphProbe:
                 sent += 1
                 time.sleep(1.0 / rate)
         finally:
-            self.node.destroy_publisher(publisher)
+            self.in_spin_thread(self.node.destroy_publisher, publisher)
         return sent
 
