@@ -12,12 +12,11 @@ wrong encodings, wrong joint names, long and binary strings) for --seconds per t
   velocity, acceleration, jerk by finite differences, workspace), malformed or non-finite
   (vla_ros/safety/audit.py, received_violations).
 
-Usage: bench_fuzz.py [--seconds 10] [--rate 50] [--max-elements 200000] [--speech] [--seed 0]
+Usage: bench_fuzz.py [--seconds 10] [--rate 50] [--max-elements 200000] [--speech] [--seed 0] [--log-dir DIR]
 """
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 
 import numpy as np
@@ -33,51 +32,46 @@ def main() -> None:
     parser.add_argument("--max-elements", type=int, default=200_000, help="longest array or string")
     parser.add_argument("--speech", action="store_true", help="also run speech_node (/speech/audio)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--log-dir", help="keep every node's log here (default: a temporary directory)")
     args = parser.parse_args()
 
     from vla_ros import faults, launcher
-    from vla_ros.graph_probe import GraphProbe, start_sim_graph
+    from vla_ros.graph_probe import running_sim_graph
     from vla_ros.safety import SafetyState
 
     rng = np.random.default_rng(args.seed)
     instruction = "pick up the red cube"
-    with tempfile.TemporaryDirectory() as logs:
-        graph = start_sim_graph(logs, seed=90_001, task={"task": "pick", "object": "red cube"}, speech=args.speech)
-        probe = GraphProbe()
-        try:
-            probe.wait_ready(graph, 180.0)
-            names = [node.spec.name for node in graph.nodes]
-            topics = probe.subscribed_topics(names)
-            per_topic = []
-            for topic, type_name in topics.items():
-                for node in graph.failed():  # a crash that the previous topic's check came too early for
-                    graph.restart(node.spec.name)
-                try:
-                    faults.start_moving(probe, instruction)
-                except faults.ScenarioError as err:
-                    print(f"before {topic}: {err}")
-                template = probe.sample(topic, type_name, timeout=1.0)
-                started = time.time()
-                sent = probe.fuzz(topic, type_name, args.seconds, rng, rate=args.rate, template=template,
-                                  max_elements=args.max_elements)
-                silent = probe.silent_nodes(names, time.time(), SILENCE_WINDOW)
-                crashed = [{"node": node.spec.name, "exit_code": node.returncode(),
-                            "log_tail": launcher.log_tail(node.log_path, 12)} for node in graph.failed()]
-                silent = [name for name in silent if name not in {c["node"] for c in crashed}]
-                violations = probe.command_violations(started)
-                row = {"topic": topic, "type": type_name, "template": template is not None, "sent": sent,
-                       "crashes": crashed, "silent_nodes": silent, "unsafe_commands": violations,
-                       "commands": len(probe.filter_commands(started))}
-                per_topic.append(row)
-                print(f"{topic:28s} sent {sent:5d}  crashes {[c['node'] for c in crashed]}  silent {silent}  "
-                      f"unsafe {len(violations)}  commands {row['commands']}", flush=True)
-                for node in graph.failed():
-                    graph.restart(node.spec.name)
-                if probe.safety_state()[0] == SafetyState.ESTOP:  # a fuzzed "stop", or true on /safety/estop
-                    probe.reset_estop()
-        finally:
-            probe.close()
-            graph.stop()
+    with running_sim_graph(args.log_dir, seed=90_001, task={"task": "pick", "object": "red cube"},
+                           speech=args.speech) as (graph, probe):
+        names = [node.spec.name for node in graph.nodes]
+        topics = probe.subscribed_topics(names)
+        per_topic = []
+        for topic, type_name in topics.items():
+            for node in graph.failed():  # a crash that the previous topic's check came too early for
+                graph.restart(node.spec.name)
+            try:
+                faults.start_moving(probe, instruction)
+            except faults.ScenarioError as err:
+                print(f"before {topic}: {err}")
+            template = probe.sample(topic, type_name, timeout=1.0)
+            started = time.time()
+            sent = probe.fuzz(topic, type_name, args.seconds, rng, rate=args.rate, template=template,
+                              max_elements=args.max_elements)
+            silent = probe.silent_nodes(names, time.time(), SILENCE_WINDOW)
+            crashed = [{"node": node.spec.name, "exit_code": node.returncode(),
+                        "log_tail": launcher.log_tail(node.log_path, 12)} for node in graph.failed()]
+            silent = [name for name in silent if name not in {c["node"] for c in crashed}]
+            violations = probe.command_violations(started)
+            row = {"topic": topic, "type": type_name, "template": template is not None, "sent": sent,
+                   "crashes": crashed, "silent_nodes": silent, "unsafe_commands": violations,
+                   "commands": len(probe.filter_commands(started))}
+            per_topic.append(row)
+            print(f"{topic:28s} sent {sent:5d}  crashes {[c['node'] for c in crashed]}  silent {silent}  "
+                  f"unsafe {len(violations)}  commands {row['commands']}", flush=True)
+            for node in graph.failed():
+                graph.restart(node.spec.name)
+            if probe.safety_state()[0] == SafetyState.ESTOP:  # a fuzzed "stop", or true on /safety/estop
+                probe.reset_estop()
 
     save("fuzz", {
         "seconds_per_topic": args.seconds, "rate_hz": args.rate, "max_elements": args.max_elements,

@@ -19,7 +19,7 @@ from test_pipeline import MOVING_INSTRUCTION, MOVING_TASK, SEED
 from vla_ros.msg import PolicyStatus
 
 from vla_ros import faults, launcher, qos
-from vla_ros.graph_probe import GraphProbe, start_sim_graph
+from vla_ros.graph_probe import GraphProbe, running_sim_graph
 from vla_ros.node_common import stamp_from_seconds
 from vla_ros.nodes.vla_node import PARAMS as VLA_PARAMS
 from vla_ros.safety import SafetyState
@@ -28,7 +28,9 @@ from vla_ros.safety.filter import MEASUREMENT_SLACK
 STARTUP_TIMEOUT = 120.0  # the policy node alone took 45 s to come up beside a training job
 VLA_MAX_AGE = next(p.default for p in VLA_PARAMS if p.name == "max_age")
 # A node reads its clock, then publishes: a loaded machine may preempt it in between.
-PUBLISH_DELAY = 0.1
+PUBLISH_DELAY = 0.15
+# The safety filter times joint states by their arrival, which a loaded machine delays.
+ARRIVAL_DELAY = 0.3
 FUZZ_SECONDS = 1.0  # per topic
 
 
@@ -39,14 +41,8 @@ def logs(graph: launcher.Graph) -> str:
 
 @pytest.fixture(scope="class")
 def running_graph(tmp_path_factory):
-    graph = start_sim_graph(tmp_path_factory.mktemp("faults"), seed=SEED, task=MOVING_TASK)
-    probe = GraphProbe()
-    try:
-        probe.wait_ready(graph, STARTUP_TIMEOUT)
-        yield graph, probe
-    finally:
-        probe.close()
-        graph.stop()
+    with running_sim_graph(tmp_path_factory.mktemp("faults"), STARTUP_TIMEOUT, seed=SEED, task=MOVING_TASK) as running:
+        yield running
 
 
 @pytest.fixture
@@ -82,7 +78,7 @@ class TestWallClockGraph:
         assert outage.reason.startswith("/joint_states stale"), outage
         # Nothing at all once faulted; before, at most state_timeout past the last joint state.
         assert outage.commands_after_fault == 0, outage
-        assert outage.last_command_s <= config.state_timeout + PUBLISH_DELAY, outage
+        assert outage.last_command_s <= config.state_timeout + ARRIVAL_DELAY, outage
         # The restarted arm stands at its start pose: the commands start where it is, at rest.
         assert outage.restart_offset <= MEASUREMENT_SLACK, outage
         assert not probe.command_violations(), probe.command_violations()
@@ -96,6 +92,7 @@ class TestWallClockGraph:
         # Full speed to rest at the usable deceleration (docs/SAFETY.md: ~0.29 s for panda_joint2).
         usable = np.minimum(limits.acceleration, limits.jerk * dt / 2)
         braking_periods = math.ceil(float(np.max(limits.velocity / usable)) / dt) + 1
+        assert stop.speed_at_fault > faults.MOVING_SPEED, stop
         assert stop.settled_periods is not None and stop.settled_periods <= braking_periods, stop
         assert stop.moved_away <= faults.SAME_POSITION, stop
         assert stop.moved_after_target <= faults.SAME_POSITION, stop
@@ -111,7 +108,7 @@ class TestWallClockGraph:
         rng = np.random.default_rng(7)
         started = time.time()
         for topic, type_name in topics.items():
-            template = probe.sample(topic, type_name, timeout=0.5)
+            template = probe.sample(topic, type_name, timeout=0.3)
             probe.fuzz(topic, type_name, FUZZ_SECONDS, rng, template=template)
             assert not graph.failed(), f"fuzzing {topic} crashed:\n{logs(graph)}"
             if probe.safety_state()[0] == SafetyState.ESTOP:  # a fuzzed "stop" or true on /safety/estop
@@ -126,15 +123,9 @@ class TestWallClockGraph:
 @pytest.fixture
 def sim_time_graph(tmp_path):
     """The simulator (publishing /clock) and the safety filter on simulated time; the test sends targets."""
-    graph = start_sim_graph(tmp_path, seed=SEED, camera_rate=0.0, use_sim_time=True,
-                            leave_out=("camera_node", "instruction_node", "vla_node", "debug_view_node"))
-    probe = GraphProbe(use_sim_time=True)
-    try:
-        probe.wait_ready(graph, STARTUP_TIMEOUT)
-        yield graph, probe
-    finally:
-        probe.close()
-        graph.stop()
+    with running_sim_graph(tmp_path, STARTUP_TIMEOUT, use_sim_time=True, seed=SEED, camera_rate=0.0,
+                           leave_out=("camera_node", "instruction_node", "vla_node", "debug_view_node")) as running:
+        yield running
 
 
 def _move_joint1(probe: GraphProbe, radians: float, seconds: float) -> None:

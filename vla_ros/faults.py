@@ -21,9 +21,11 @@ from vla_ros.safety import SafetyState
 
 # Generous waits for a loaded machine: the asserted properties come from stamps, not from these.
 REACTION_TIMEOUT = 10.0
-RESTART_TIMEOUT = 60.0
+RESTART_TIMEOUT = 120.0  # vla_node took 45-57 s to come back beside a training job
 # Commands closer than this (rad, m) count as the same position: a hold repeats it exactly.
 SAME_POSITION = 1e-9
+# Commands faster than this (rad/s) count as motion.
+MOVING_SPEED = 0.05
 
 
 class ScenarioError(RuntimeError):
@@ -31,7 +33,7 @@ class ScenarioError(RuntimeError):
 
 
 def start_moving(probe: GraphProbe, instruction: str, timeout: float = 30.0) -> None:
-    """Release any e-stop, give `instruction` and wait until vla_node sends targets for it."""
+    """Release any e-stop, give `instruction` and wait until the arm moves under it."""
     if probe.safety_state()[0] == SafetyState.ESTOP:
         probe.reset_estop()
     given = time.time()
@@ -39,6 +41,31 @@ def start_moving(probe: GraphProbe, instruction: str, timeout: float = 30.0) -> 
     if not probe.wait_for(lambda: probe.policy_state()[0] == PolicyStatus.RUNNING
                           and any(r.arrival > given + 0.5 for r in probe.targets[-3:]), timeout):
         raise ScenarioError(f"vla_node is not running {instruction!r}: {probe.policy_state()}")
+    wait_moving(probe, timeout)
+
+
+def wait_moving(probe: GraphProbe, timeout: float = 30.0) -> float:
+    """Wait until the safety filter follows commands (OK or LIMITED) that move the arm; their speed.
+
+    Called right before a fault, so that it hits a moving arm: on a loaded machine targets
+    come irregularly, and the filter holds in between (command timeout)."""
+    def moving() -> bool:
+        return probe.safety_state()[0] in (SafetyState.OK, SafetyState.LIMITED) and command_speed(probe) > MOVING_SPEED
+
+    if not probe.wait_for(moving, timeout, period=0.005):
+        raise ScenarioError(f"the arm is not moving: policy {probe.policy_state()}, safety {probe.safety_state()}, "
+                            f"command speed {command_speed(probe):.3f}")
+    return command_speed(probe)
+
+
+def command_speed(probe: GraphProbe, window: float = 0.1) -> float:
+    """Fastest joint speed (rad/s, m/s) of the safety filter's latest commands, over `window` s of their stamps."""
+    commands = probe.filter_commands(time.time() - 1.0)
+    recent = [c for c in commands if c.stamp >= commands[-1].stamp - window] if commands else []
+    if len(recent) < 2:
+        return 0.0
+    travel = np.abs(recent[-1].positions - recent[0].positions)
+    return float(travel.max() / max(recent[-1].stamp - recent[0].stamp, 1e-3))
 
 
 def kill(graph: launcher.Graph, name: str) -> float:
@@ -71,10 +98,9 @@ def first_state(probe: GraphProbe, predicate, since: float) -> tuple[float, floa
 class CameraOutage:
     """camera_node killed: vla_node must stop sending targets and say why."""
 
-    last_target_s: float  # the last target vla_node sent, after the kill
+    last_target_s: float  # the last target vla_node sent
     stale_reported_s: float  # /vla/status said the image is stale
     reason: str
-    filter_hold_s: float  # the safety filter's first HOLD period (stamp)
     resume_s: float | None = None  # after the restart: targets again
 
 
@@ -84,14 +110,8 @@ def camera_outage(graph: launcher.Graph, probe: GraphProbe, restart: bool = True
         raise ScenarioError(f"vla_node did not report a stale image: {probe.policy_state()}")
     reported, reason = probe.policy[-1].arrival, probe.policy[-1].msg.reason
     probe.settle(0.5)  # anything still in flight arrives
-    last_target = max(probe.targets, key=lambda r: r.sent)
-    # The filter's HOLD once the targets stopped (a loaded machine may show brief ones before).
-    if not probe.wait_for(lambda: first_state(probe, lambda s: s == SafetyState.HOLD, last_target.arrival),
-                          REACTION_TIMEOUT):
-        raise ScenarioError(f"the safety filter did not hold: {probe.safety_state()}")
-    outage = CameraOutage(
-        last_target_s=last_target.sent - killed, stale_reported_s=reported - killed, reason=reason,
-        filter_hold_s=first_state(probe, lambda s: s == SafetyState.HOLD, last_target.arrival)[1] - killed)
+    outage = CameraOutage(last_target_s=max(r.sent for r in probe.targets) - killed,
+                          stale_reported_s=reported - killed, reason=reason)
     if restart:
         outage.resume_s = _restart_until(graph, probe, "camera_node", lambda since: any(
             r.sent > since for r in probe.targets[-3:]) and probe.policy_state()[0] == PolicyStatus.RUNNING)
@@ -142,6 +162,7 @@ def restart_offset(probe: GraphProbe, since: float) -> float:
 class PolicyOutage:
     """vla_node killed mid-motion: the safety filter must hold (brake, then repeat one position)."""
 
+    speed_at_fault: float  # rad/s of the commands right before the kill
     hold_s: float  # the first HOLD period (stamp)
     settled_s: float | None  # the commands repeat one position from here on (stamp)
     resume_s: float | None = None  # after the restart: vla_node runs the latched instruction again
@@ -149,13 +170,15 @@ class PolicyOutage:
 
 def policy_outage(graph: launcher.Graph, probe: GraphProbe, restart: bool = True,
                   quiet_seconds: float = 1.0) -> PolicyOutage:
+    speed = wait_moving(probe)
     killed = kill(graph, "vla_node")
     probe.settle(quiet_seconds)
     hold = first_state(probe, lambda s: s == SafetyState.HOLD, killed)
     if hold is None:
         raise ScenarioError(f"the safety filter did not hold: {probe.safety_state()}")
     settled = settled_at(probe.filter_commands(killed))
-    outage = PolicyOutage(hold_s=hold[1] - killed, settled_s=None if settled is None else settled.stamp - killed)
+    outage = PolicyOutage(speed_at_fault=speed, hold_s=hold[1] - killed,
+                          settled_s=None if settled is None else settled.stamp - killed)
     if restart:
         # The instruction is latched: the restarted node picks it up and runs it.
         outage.resume_s = _restart_until(graph, probe, "vla_node", lambda since: any(
@@ -167,6 +190,7 @@ def policy_outage(graph: launcher.Graph, probe: GraphProbe, restart: bool = True
 class EstopStop:
     """The e-stop service called mid-motion: the commands brake, then repeat one position."""
 
+    speed_at_fault: float  # rad/s of the commands right before the call
     latched_s: float  # the first ESTOP period (stamp), from the service call
     settled_s: float | None  # from the first ESTOP period until the commands repeat one position
     settled_periods: int | None  # the same in output periods (publication sequence numbers)
@@ -175,6 +199,7 @@ class EstopStop:
 
 
 def estop_mid_motion(probe: GraphProbe, quiet_seconds: float = 1.0) -> EstopStop:
+    speed = wait_moving(probe)
     called = time.time()
     probe.trigger_estop()
     if not probe.wait_for(lambda: first_state(probe, lambda s: s == SafetyState.ESTOP, called), REACTION_TIMEOUT):
@@ -194,7 +219,8 @@ def estop_mid_motion(probe: GraphProbe, quiet_seconds: float = 1.0) -> EstopStop
         time.sleep(0.02)
     probe.settle(0.5)
     after = np.array([c.positions for c in probe.filter_commands(target_sent)])
-    return EstopStop(latched_s=latched - called, settled_s=None if settled is None else settled.stamp - latched,
+    return EstopStop(speed_at_fault=speed, latched_s=latched - called,
+                     settled_s=None if settled is None else settled.stamp - latched,
                      settled_periods=None if settled is None else settled.seq - commands[0].seq,
                      moved_away=float(np.diff(distance, axis=0).max(initial=0.0)),
                      moved_after_target=float(np.abs(after - hold).max(initial=0.0)))

@@ -1,13 +1,10 @@
 """Run the simulated graph from outside: start it, watch it over DDS, poke it. For fault
 tests and benchmarks (test/test_faults.py, bench/bench_faults.py, bench_fuzz.py, bench_soak.py).
 
-    graph = start_sim_graph(log_dir, seed=3, task={"task": "pick", "object": "red cube"})
-    probe = GraphProbe()                 # its own rclpy context, spun on a background thread
-    probe.wait_ready(graph, 120.0)
-    probe.say("pick up the red cube")
-    probe.wait_for(lambda: probe.policy_state() == PolicyStatus.RUNNING, 30.0)
-    probe.command_violations(since)      # what reached the arm, audited against the filter's limits
-    probe.close()
+    with running_sim_graph(log_dir, seed=3, task={"task": "pick", "object": "red cube"}) as (graph, probe):
+        probe.say("pick up the red cube")    # the probe: its own rclpy context, spun on a background thread
+        probe.wait_for(lambda: probe.policy_state()[0] == PolicyStatus.RUNNING, 30.0)
+        probe.command_violations(since)      # what reached the arm, audited against the filter's limits
 
 Everything received is kept with its arrival time (`time.time()`, the system clock the
 nodes stamp with unless they run on simulated time), and /joint_commands also with the
@@ -16,11 +13,14 @@ publishers (a fuzzer) are told apart from the safety filter's stream.
 """
 from __future__ import annotations
 
+import bisect
 import json
+import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +31,6 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -71,6 +70,26 @@ def start_sim_graph(log_dir: Path | str, seed: int, task: dict | None = None, ca
     return launcher.start_graph(plan.without(*leave_out), log_dir)
 
 
+@contextmanager
+def running_sim_graph(log_dir: Path | str | None = None, startup_timeout: float = 180.0, use_sim_time: bool = False,
+                      record_commands: bool = True, **graph_options) -> Iterator[tuple[launcher.Graph, GraphProbe]]:
+    """start_sim_graph and a GraphProbe, once every node talks; both stopped on leaving.
+
+    Node logs go to `log_dir`, or to a temporary directory removed afterwards.
+    """
+    with nullcontext(log_dir) if log_dir else tempfile.TemporaryDirectory() as logs:
+        graph = start_sim_graph(logs, use_sim_time=use_sim_time, **graph_options)
+        probe = None
+        try:
+            probe = GraphProbe(record_commands=record_commands, use_sim_time=use_sim_time)
+            probe.wait_ready(graph, startup_timeout)
+            yield graph, probe
+        finally:
+            if probe is not None:
+                probe.close()
+            graph.stop()
+
+
 @dataclass(frozen=True)
 class Command:
     """One /joint_commands message as received."""
@@ -93,6 +112,8 @@ class Received:
 
 
 class GraphProbe:
+    """A node outside the graph that records what the graph says and acts like a user or a fuzzer."""
+
     def __init__(self, name: str = "graph_probe", record_commands: bool = True, use_sim_time: bool = False):
         configure_middleware()
         self.context = rclpy.Context()
@@ -153,9 +174,9 @@ class GraphProbe:
     def _on_command(self, msg: JointState, info) -> None:
         self.command_count += 1
         if self._record_commands:
-            self.commands.append(Command(time.time(), stamp_seconds(msg.header.stamp), info["publication_sequence_number"],
-                                         bytes(info["publisher_gid"]["data"]), tuple(msg.name),
-                                         np.array(msg.position, dtype=float)))
+            self.commands.append(Command(time.time(), stamp_seconds(msg.header.stamp),
+                                         info["publication_sequence_number"], bytes(info["publisher_gid"]["data"]),
+                                         tuple(msg.name), np.array(msg.position, dtype=float)))
 
     def _on_safety(self, msg: SafetyStatus) -> None:
         self.safety.append((time.time(), stamp_seconds(msg.header.stamp), msg.state, msg.reason))
@@ -217,8 +238,8 @@ class GraphProbe:
 
     def filter_commands(self, since: float = 0.0) -> list[Command]:
         """The safety filter's commands (nobody else's) that arrived after `since` (time.time())."""
-        self._note_own_publishers("/joint_commands")
-        return [c for c in self.commands if c.arrival > since and c.publisher not in self._own_publishers]
+        commands = self.commands[bisect.bisect_right(self.commands, since, key=lambda c: c.arrival):]
+        return [c for c in commands if c.publisher not in self._own_publishers]
 
     def _note_own_publishers(self, topic: str) -> None:
         self._own_publishers |= {bytes(info.endpoint_gid) for info in self.node.get_publishers_info_by_topic(topic)
@@ -296,8 +317,7 @@ class GraphProbe:
             self.wait_for(lambda: bool(got), timeout)
         finally:
             self.in_spin_thread(self.node.destroy_subscription, subscription)
-        # A copy that owns its data (a received message's arrays may be views of middleware buffers).
-        return deserialize_message(serialize_message(got[0]), cls) if got else None
+        return got[0] if got else None
 
     def fuzz(self, topic: str, type_name: str, seconds: float, rng: np.random.Generator, rate: float = 50.0,
              template=None, max_elements: int = msg_fuzz.MAX_ELEMENTS) -> int:
@@ -314,7 +334,7 @@ class GraphProbe:
         sent = 0
         try:
             end = time.monotonic() + seconds
-            while time.monotonic() < end:
+            while time.monotonic() < end:  # at most `rate` a second: generating big messages takes time too
                 publisher.publish(msg_fuzz.fuzzed(cls, rng, template, now=time.time(), max_elements=max_elements))
                 sent += 1
                 time.sleep(1.0 / rate)
