@@ -25,6 +25,9 @@ QUICK_ARGS: dict[str, list[str]] = {
     "pipeline": ["--seconds", "5"],
     "policy_success": ["--episodes", "6", "--policies", "builtin"],
     "peer_act": ["--episodes", "6"],
+    "faults": ["--repeats", "1"],
+    "fuzz": ["--seconds", "1"],
+    "soak": ["--duration", "60"],
 }
 
 
