@@ -23,6 +23,7 @@ def test_report_lists_targets_met_and_not_met_and_unknown_benchmarks(tmp_path):
                  "per_task": {"pick": {"success_rate": 1.0}}},
         "unseen": {"success_rate": 0.5, "per_task": {"pick": {"success_rate": 0.5}}}}}}})
     _write(results, "soak", {"rss_growth_mb": {"vla_node": 1.5}, "machine": {"cores": 2}})
+    _write(results, "fuzz", {"crashes": [{"node": "camera_node", "exit": -11}], "unsafe_commands": 0})
     text = render(results, tmp_path / "docs" / "BENCHMARKS.md")
 
     rows = {line.split("|")[2].strip(): line for line in text.splitlines() if line.startswith("| #")}
@@ -31,6 +32,8 @@ def test_report_lists_targets_met_and_not_met_and_unknown_benchmarks(tmp_path):
     assert "| met |" in rows["success, seen tasks"] and "**not met**" in rows["success, unseen compositions"]
     assert "not run" in rows["success, paraphrases"]  # absent from the results: never a number
     assert "not run" in rows["physics steps per second"]
+    assert "| 1 |" in rows["node crashes under topic fuzzing"] and "**not met**" in rows["node crashes under topic fuzzing"]
+    assert "| met |" in rows["unsafe commands under topic fuzzing"]
     assert "| rss_growth_mb.vla_node | 1.5 |" in text  # a benchmark without its own section still shows
     assert (tmp_path / "docs" / "benchmarks" / "pipeline_latency.png").stat().st_size > 0
     assert (tmp_path / "docs" / "benchmarks" / "policy_success.png").stat().st_size > 0

@@ -52,6 +52,15 @@ TARGETS = [
     Target("#8 inference node", "command rate at the arm", "pipeline", "command_rate_hz", "Hz", 50.0),
     Target("#10 peer", "ACT / builtin success ratio (same episodes)", "peer_act", "ratio_act_to_builtin.success_rate",
            "", None),
+    Target("#10 reliability", "policy node killed mid-motion: filter holds (max)", "faults",
+           "summary.policy.hold_ms.max", "ms", 100.0, False),
+    Target("#10 reliability", "policy node killed mid-motion: commands still (max)", "faults",
+           "summary.policy.settled_ms.max", "ms", None),
+    Target("#10 reliability", "camera killed: stale image reported (max)", "faults",
+           "summary.camera.stale_reported_ms.max", "ms", None),
+    Target("#10 reliability", "unsafe commands during fault injection", "faults", "unsafe_commands", "", 0, False),
+    Target("#10 reliability", "node crashes under topic fuzzing", "fuzz", "crashes", "", 0, False),
+    Target("#10 reliability", "unsafe commands under topic fuzzing", "fuzz", "unsafe_commands", "", 0, False),
 ]
 
 
@@ -81,6 +90,8 @@ def target_rows(results: dict[str, dict]) -> list[list[str]]:
     rows = []
     for t in TARGETS:
         value = lookup(results.get(t.benchmark), t.path)
+        if isinstance(value, (list, dict)):  # e.g. a list of crash records: count them
+            value = len(value)
         if t.limit is None:
             target, met = "", ""
         else:
@@ -248,7 +259,10 @@ def render(results_dir: Path, out: Path, run: dict | None = None) -> str:
     if machine:
         lines += [f"Machine: {machine.get('cores')} cores, {machine.get('cpu_model')}, "
                   f"Python {machine.get('python')}.", ""]
-    if run:
+    if not run:
+        lines += ["No `vla-ros bench all` run is recorded with these results: each figure comes from its "
+                  "script's own run, at the time shown in its section.", ""]
+    else:
         lines += ["## This run", ""] + table(
             ["benchmark", "status", "seconds"],
             [[s["name"], s["status"], _format(s.get("seconds"))] for s in run.get("scripts", [])])
