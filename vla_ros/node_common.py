@@ -168,6 +168,14 @@ def configure_middleware() -> None:
             pass
 
 
+SHUTDOWN_GRACE = 10.0  # s from Ctrl-C/SIGTERM to a forced exit
+
+
+def _exit_hard() -> None:
+    print(f"error: clean shutdown took longer than {SHUTDOWN_GRACE:g} s; exiting", file=sys.stderr, flush=True)
+    os._exit(1)
+
+
 def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None, threads: int = 1) -> int:
     """Create a node, spin it until Ctrl-C or SIGTERM, and shut down cleanly.
 
@@ -186,6 +194,12 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None, t
     wake_executor: list[Any] = []
 
     def request_stop(_signum, _frame):
+        if not stop_requested.is_set():
+            # A shutdown that hangs (a callback that never returns, DDS teardown) must not
+            # leave the process behind its supervisor: give it SHUTDOWN_GRACE, then exit hard.
+            watchdog = threading.Timer(SHUTDOWN_GRACE, _exit_hard)
+            watchdog.daemon = True
+            watchdog.start()
         stop_requested.set()
         for guard in wake_executor:
             guard.trigger()
