@@ -1,8 +1,12 @@
 """The speech grammar, generated from the task vocabulary (never kept by hand).
 
-Every phrasing the task suite can produce (`vocabulary.all_phrasings()`), every
-stop phrase and every resume phrase is a sentence of the grammar, and nothing
-else is. The sentences are compiled into the minimal deterministic automaton
+Every phrasing of the vocabulary (`vocabulary.all_phrasings()`) that asks for
+a task the robot can do, every stop phrase and every resume phrase is a
+sentence of the grammar, and nothing else is. "A task the robot can do" is
+decided by `vocabulary.parse_instruction`, the same reader the simulator and
+the demo use: the template cross-product also yields sentences such as "stack
+the red cube on the red cube", which no one can carry out and which would only
+be something more for the recogniser to confuse a real command with. The sentences are compiled into the minimal deterministic automaton
 that accepts exactly them (shared prefixes and shared suffixes: "... the red
 cube" is one path whatever came before), which keeps the recogniser's search
 small: a flat list of the ~700 sentences decodes about ten times slower.
@@ -12,7 +16,6 @@ that read grammars) and handed to the recogniser as a finite-state grammar.
 """
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 from vla_ros import vocabulary
@@ -21,9 +24,24 @@ GRAMMAR_NAME = "vla_ros_commands"
 
 
 def command_phrases() -> list[str]:
-    """Every sentence the recogniser may return: task phrasings, stop and resume phrases."""
-    phrases = vocabulary.all_phrasings() + list(vocabulary.STOP_PHRASES) + list(vocabulary.RESUME_PHRASES)
-    return sorted(set(phrases))
+    """Every sentence the recogniser may return: task phrasings that parse, stop and resume phrases."""
+    tasks = [p for p in vocabulary.all_phrasings() if vocabulary.parse_instruction(p) is not None]
+    return sorted(set(tasks + list(vocabulary.STOP_PHRASES) + list(vocabulary.RESUME_PHRASES)))
+
+
+def command_of(sentence: str) -> dict | None:
+    """The command a sentence asks for: its task spec (vocabulary.parse_instruction), or
+    {"task": "stop"} / {"task": "resume"}; None for anything else.
+
+    Two sentences give the robot the same command when these are equal: "stack the
+    red cube on the blue cube" and "put the red cube on the blue cube" are one
+    command, as the simulator and the policy read them.
+    """
+    if sentence in vocabulary.STOP_PHRASES:
+        return {"task": "stop"}
+    if sentence in vocabulary.RESUME_PHRASES:
+        return {"task": "resume"}
+    return vocabulary.parse_instruction(sentence)
 
 
 @dataclass(frozen=True)
@@ -119,29 +137,3 @@ def command_automaton() -> Automaton:
 def command_jsgf() -> str:
     """The JSGF grammar of everything the robot understands (see module docstring)."""
     return to_jsgf(command_automaton())
-
-
-def sentence_meanings() -> dict[str, frozenset[tuple[tuple[str, str], ...]]]:
-    """What each grammar sentence asks for: sentence -> the task specs it can mean.
-
-    A spec is a sorted tuple of (key, value) pairs, e.g. (("object", "red cube"),
-    ("task", "pick")). Most sentences have one meaning; a few phrasings belong to
-    two task kinds ("set the X onto the Y" is place or stack) and keep both. Stop
-    and resume phrases mean {"task": "stop"} and {"task": "resume"}. Two sentences
-    ask for the same command when their meanings intersect.
-    """
-    slots = {"object": vocabulary.OBJECTS, "target": vocabulary.OBJECTS + vocabulary.PLATES,
-             "direction": vocabulary.DIRECTIONS}
-    meanings: dict[str, set] = {}
-    for templates in (vocabulary.TRAIN_TEMPLATES, vocabulary.PARAPHRASE_TEMPLATES):
-        for kind, phrasings in templates.items():
-            for template in phrasings:
-                keys = [k for k in slots if "{" + k + "}" in template]
-                for values in itertools.product(*(slots[k] for k in keys)):
-                    spec = dict(zip(keys, values), task=kind)
-                    meanings.setdefault(vocabulary.fill(template, spec), set()).add(tuple(sorted(spec.items())))
-    for phrase in vocabulary.STOP_PHRASES:
-        meanings[phrase] = {(("task", "stop"),)}
-    for phrase in vocabulary.RESUME_PHRASES:
-        meanings[phrase] = {(("task", "resume"),)}
-    return {sentence: frozenset(specs) for sentence, specs in meanings.items()}
