@@ -33,15 +33,23 @@ class ScenarioError(RuntimeError):
 
 
 def start_moving(probe: GraphProbe, instruction: str, timeout: float = 30.0) -> None:
-    """Release any e-stop, give `instruction` and wait until the arm moves under it."""
-    if probe.safety_state()[0] == SafetyState.ESTOP:
-        probe.reset_estop()
-    given = time.time()
-    probe.say(instruction)
-    if not probe.wait_for(lambda: probe.policy_state()[0] == PolicyStatus.RUNNING
+    """Release any e-stop, give `instruction` and wait until the arm moves under it.
+
+    vla_node learns of an e-stop reset from /safety/status; an instruction that reaches it
+    first is abandoned as under e-stop. So the instruction is given again (up to 3 times)
+    when vla_node is not running it.
+    """
+    for _ in range(3):
+        if probe.safety_state()[0] == SafetyState.ESTOP:
+            probe.reset_estop()
+        probe.wait_for(lambda: probe.safety_state()[0] != SafetyState.ESTOP, 5.0)
+        given = time.time()
+        probe.say(instruction)
+        if probe.wait_for(lambda given=given: probe.policy_state()[0] == PolicyStatus.RUNNING
                           and any(r.arrival > given + 0.5 for r in probe.targets[-3:]), timeout):
-        raise ScenarioError(f"vla_node is not running {instruction!r}: {probe.policy_state()}")
-    wait_moving(probe, timeout)
+            wait_moving(probe, timeout)
+            return
+    raise ScenarioError(f"vla_node is not running {instruction!r}: {probe.policy_state()}")
 
 
 def wait_moving(probe: GraphProbe, timeout: float = 30.0) -> float:
