@@ -4,7 +4,7 @@ import sys
 import numpy as np
 import pytest
 
-from vla_ros.intake import synth
+from vla_ros.intake import grammar, synth
 from vla_ros.intake.audio import resample
 from vla_ros.intake.speech import (
     DEFAULT_MIN_CONFIDENCE,
@@ -52,17 +52,38 @@ def test_noise_at_10_db_snr(recogniser):
     assert result.text == "lift the yellow cube" and result.confidence >= THRESHOLD
 
 
+@pytest.mark.parametrize("text, voice", [("push the green cube to the left", "en-us+f4"),
+                                         ("nudge the yellow cylinder to the left", "en-gb-x-rp")])
+def test_noisy_commands_reach_the_end_of_the_sentence(recogniser, text, voice):
+    # With PocketSphinx's default best-path pass and beams both came back incomplete
+    # ("push the green cube to the"), i.e. not understood.
+    samples, rate = _clip(text, voice)
+    noisy = synth.add_noise(samples, rate, 10.0, np.random.default_rng(0))
+    result = recogniser.recognise(_at_16k(noisy, rate))
+    assert grammar.command_of(result.text) == grammar.command_of(text), result
+
+
+def test_recognition_does_not_depend_on_earlier_utterances(recogniser):
+    samples, rate = _clip("push the green cube to the left", "en-us+f4")
+    noisy = _at_16k(synth.add_noise(samples, rate, 10.0, np.random.default_rng(0)), rate)
+    first = PocketsphinxRecogniser().recognise(noisy)
+    for text in ("pick up the red cube", "stop"):
+        recogniser.recognise(_at_16k(*_clip(text, "en-gb")))
+    assert recogniser.recognise(noisy) == first
+
+
 @pytest.mark.parametrize("text", ["please tell me a joke", "what a lovely day it is today"])
 def test_speech_outside_the_grammar_is_not_confident(recogniser, text):
     result = recogniser.recognise(_at_16k(*_clip(text)))
     assert result.text == "" or result.confidence < THRESHOLD, result
 
 
-def test_garbage_gives_nothing(recogniser):
+def test_silence_and_noise_are_not_confident(recogniser):
+    # The grammar search may force a short word onto them ("halt"); the confidence must not believe it.
     rng = np.random.default_rng(0)
     for samples in (np.zeros(32000, np.float32), rng.normal(0, 0.1, 32000).astype(np.float32)):
         result = recogniser.recognise(samples)
-        assert result.text == "" and result.confidence == 0.0
+        assert result.text == "" or result.confidence < THRESHOLD / 10, result
 
 
 def test_recognition_is_deterministic(recogniser):
