@@ -138,9 +138,6 @@ def _move_joint1(probe: GraphProbe, radians: float, seconds: float) -> None:
         time.sleep(0.02)
 
 
-@pytest.mark.xfail(strict=False, reason="open bug: on simulated time the safety filter sometimes holds its old command "
-                   "after the simulator restarts (clock back to 0) without faulting; failed in 2 of 2 fresh clones, "
-                   "passed 7 of 7 in the working checkout (see the session-3 closing note)")
 def test_a_simulated_clock_jumping_back_publishes_nothing_unsafe(sim_time_graph):
     graph, probe = sim_time_graph
     started = time.time()

@@ -32,12 +32,13 @@ class SafetyCommandFilter:
     def __init__(self, config: SafetyConfig | None = None, control_period: float = 0.1):
         config = config or load_config()
         self.steps_per_target = max(1, round(control_period / config.dt))
-        # One target per control period must not trip the command watchdog, and joint
-        # positions are only seen once per period, so the command may lead them by one
-        # period of motion more than in the node.
+        # One target and one joint-position reading per control period must not trip the
+        # command or state watchdogs; as positions are seen only once per period, the command
+        # may lead them by one period of motion more than in the node.
         self.config = dataclasses.replace(
             config,
             command_timeout=max(config.command_timeout, 1.5 * control_period),
+            state_timeout=max(config.state_timeout, 1.5 * control_period),
             max_step_from_measured=config.max_step_from_measured
             + float(np.max(config.joint_limits.velocity[: len(arm.ARM_JOINTS)])) * control_period,
         )
@@ -61,9 +62,11 @@ class SafetyCommandFilter:
         flt.set_measured(arm.COMMANDED_JOINTS, joint_positions, self._now, self._now)
         flt.set_target(arm.COMMANDED_JOINTS, target, self._now, self._now)
         out = None
+        # The positions are one reading: given once, stamped now, as a driver would publish them
+        # (repeating them as fresh at every step would make the next period's motion look like a
+        # jump in no time).
         for _ in range(self.steps_per_target):
             self._now += self.config.dt
-            flt.set_measured(arm.COMMANDED_JOINTS, joint_positions, self._now, self._now)
             out = flt.step(self._now)
         if out.state in (SafetyState.HOLD, SafetyState.ESTOP, SafetyState.FAULT):
             self._counts["held"] += 1

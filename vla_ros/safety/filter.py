@@ -186,6 +186,11 @@ def stamp_problem(stamp: float | None, now: float, max_age: float, max_future: f
 
 # Measured positions this close past a limit are read as at the limit (sensor and contact noise).
 MEASUREMENT_SLACK = 1e-3
+# Consecutive joint states further apart than JUMP_SPEED_FACTOR x the velocity limit x the
+# time between them, plus JUMP_SLACK (rad, m), are not one arm moving: a restarted simulator
+# or a swapped driver. Generous, so a real arm at its limits never trips it.
+JUMP_SPEED_FACTOR = 2.0
+JUMP_SLACK = 0.05
 
 
 class SafetyFilter:
@@ -205,6 +210,9 @@ class SafetyFilter:
         self.counters = SafetyCounters()
         self._measured: np.ndarray | None = None
         self._measured_time: float | None = None
+        self._measured_stamp: float | None = None
+        self._latest_time: float | None = None  # the latest `now` any input or step was given
+        self._restart_reason: str | None = None  # the stream was dropped: the next step reports FAULT
         self._q: np.ndarray | None = None  # last output
         self._v: np.ndarray | None = None  # (last output - the one before) / dt
         self._q_violation = 0.0  # how far the last output is outside the workspace (0: inside)
@@ -216,13 +224,16 @@ class SafetyFilter:
         self._target_interval: float | None = None  # smoothed; None until two targets arrived
         self._confidence: float | None = None
         self._estop_reason: str | None = None
-        self._last_step_time: float | None = None
         self._waiting_reason = "waiting for /joint_states"  # the FAULT reason while no state is known
         self.last_rejection = ""
 
     # ----------------------------------------------------------------- inputs
     def set_measured(self, names: Sequence[str], positions, stamp: float, now: float) -> Verdict:
-        """Joint states (/joint_states). Extra joints are ignored; all COMMANDED_JOINTS must be there."""
+        """Joint states (/joint_states). Extra joints are ignored; all COMMANDED_JOINTS must be there.
+
+        States that do not continue the last accepted ones (after a state timeout, or further
+        than the arm can move) restart the command stream at the arm."""
+        self._watch_clock(now)
         try:
             measured = positions_by_name(names, positions, ignore_extra=True)
         except InputError as err:
@@ -230,8 +241,10 @@ class SafetyFilter:
         problem = stamp_problem(stamp, now, self.config.state_timeout, self.config.max_future_stamp)
         if problem:
             return self._reject_state(f"joint states rejected: {problem}")
-        self._measured = measured
-        self._measured_time = now
+        discontinuity = self._discontinuity(measured, stamp, now)
+        if discontinuity:
+            self._restart_stream(discontinuity)
+        self._measured, self._measured_time, self._measured_stamp = measured, now, stamp
         return Verdict(True)
 
     def set_confidence(self, confidence: float) -> Verdict:
@@ -247,6 +260,7 @@ class SafetyFilter:
                    confidence: float | None = None) -> Verdict:
         """A joint target (/vla/joint_targets). `confidence`, when given, also drives the confidence gate."""
         self.counters.commands_received += 1
+        self._watch_clock(now)
         if confidence is not None:
             self.set_confidence(confidence)
         try:
@@ -259,8 +273,9 @@ class SafetyFilter:
         if self._target_stamp is not None and stamp < self._target_stamp:
             return self._reject_command("stamp", f"out of order: stamp older than the last accepted target by "
                                                  f"{self._target_stamp - stamp:.3f} s")
-        if self._measured is None:
-            return self._reject_command("no_state", "no /joint_states yet")
+        state_problem = self._fault_reason(now)
+        if state_problem:  # never (re)start the stream from a stale measurement
+            return self._reject_command("no_state", state_problem)
         if self._q is None:
             self._start_at_measured()
         blocked = self._blocking_reason()
@@ -328,10 +343,8 @@ class SafetyFilter:
     # ------------------------------------------------------------------- step
     def step(self, now: float) -> SafetyOutput:
         """The command for this output period. Call at the configured rate."""
-        if self._last_step_time is not None and now < self._last_step_time:
-            self._clock_jumped_back(self._last_step_time - now)
-        self._last_step_time = now
-        fault = self._fault_reason(now)
+        self._watch_clock(now)
+        fault, self._restart_reason = self._restart_reason or self._fault_reason(now), None
         if fault:
             self._q = self._v = None
             self._drop_reference()
@@ -420,6 +433,13 @@ class SafetyFilter:
                                     f"from /joint_states (max {self.config.max_step_from_measured:g})")
         return None
 
+    def _watch_clock(self, now: float) -> None:
+        """Every input and step checks the clock: a jump back must be seen before a state on the
+        new clock is accepted, whichever callback runs first."""
+        if self._latest_time is not None and now < self._latest_time:
+            self._clock_jumped_back(self._latest_time - now)
+        self._latest_time = now
+
     def _clock_jumped_back(self, seconds: float) -> None:
         """Time went backwards (a restarted simulation's /clock): every time kept is on another clock.
 
@@ -429,9 +449,33 @@ class SafetyFilter:
         would look fresh for as long as the jump, and the old command would be held far from
         a restarted arm.
         """
-        self._measured = self._measured_time = None
+        reason = f"clock jumped back {seconds:.3f} s"
+        self._restart_stream(reason)
+        self._measured = self._measured_time = self._measured_stamp = None
         self._target_time = self._target_stamp = self._target_interval = None
-        self._waiting_reason = f"clock jumped back {seconds:.3f} s: waiting for /joint_states on the new clock"
+        self._waiting_reason = f"{reason}: waiting for /joint_states on the new clock"
+
+    def _discontinuity(self, measured: np.ndarray, stamp: float, now: float) -> str | None:
+        """Why these joint states do not continue the stream's arm, or None when they do."""
+        if self._q is None or self._measured is None:
+            return None  # no stream to continue: the next step starts at the arm anyway
+        age = now - self._measured_time
+        if age > self.config.state_timeout:
+            return f"/joint_states resumed after {age:.3f} s"
+        elapsed = max(age, stamp - self._measured_stamp, 0.0)
+        excess = np.abs(measured - self._measured) - (JUMP_SPEED_FACTOR * self._velocity * elapsed + JUMP_SLACK)
+        worst = int(np.argmax(excess))
+        if excess[worst] <= 0:
+            return None
+        return (f"/joint_states jumped: {arm.COMMANDED_JOINTS[worst]} moved "
+                f"{abs(measured[worst] - self._measured[worst]):.3f} in {elapsed:.3f} s")
+
+    def _restart_stream(self, reason: str) -> None:
+        """Drop the command stream: the next step reports FAULT (nothing published) and the one
+        after starts again at the measured position, at rest."""
+        self._q = self._v = None
+        self._drop_reference()
+        self._restart_reason = f"{reason}: restarting at the arm"
 
     def _fault_reason(self, now: float) -> str | None:
         if self._measured_time is None:
