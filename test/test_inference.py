@@ -163,7 +163,8 @@ def test_inferences_over_the_latency_budget_are_discarded_and_retried(closing):
     loop.start("a", "x", 0.0)
     loop.tick(0.0)
     assert wait_for(lambda: loop.stats.inferences_discarded == 1)
-    assert loop.tick(0.01) == (None, "waiting for the first chunk")  # and asks again
+    assert loop.tick(0.01) == (None, "waiting for the first chunk")
+    observe(loop, 0.01)  # and asks again with the next observation
     assert wait_for(lambda: loop.stats.inferences_discarded == 2)
     assert loop.stats.chunks_computed == 0
 
@@ -175,35 +176,40 @@ def test_a_new_instruction_drops_the_running_chunk_and_late_results_of_the_old_o
     observe(loop, 0.0)
     loop.start("a", "pick up the red cube", 0.0)
     loop.tick(0.0)
-    loop.start("b", "push the blue cube left", 0.01)  # while "a" is being computed
-    assert wait_for(lambda: policy.calls == 1)
-    time.sleep(0.02)
-    assert loop.stats.chunks_computed == 0  # the result for "a" was dropped
-    observe(loop, 0.02)  # the first frame since "b" began is what it is computed from
+    loop.start("b", "push the blue cube left", 0.01)  # while "a" is (or is about to be) computed
     assert wait_for(lambda: loop.stats.chunks_computed == 1)
-    assert policy.instructions[-1] == "push the blue cube left"
+    time.sleep(0.15)  # whatever of "a" was running has finished
+    # "b" was asked for at its start, with the newest frame; a result for "a" was dropped.
+    assert loop.stats.chunks_computed == 1 and policy.instructions[-1] == "push the blue cube left"
     loop.stop()
     assert loop.tick(0.02) == (None, "no instruction")
 
 
-def test_a_due_chunk_waits_for_a_frame_captured_after_its_step_began(closing):
+def test_a_chunk_is_asked_for_when_the_first_frame_of_its_step_arrives_and_starts_at_that_step(closing):
     policy = CountingPolicy(chunk_size=4)
     loop = make_loop(policy, n_action_steps=1)
     closing(loop)
     observe(loop, 0.0)
-    loop.start("a", "x", 0.0)
-    loop.tick(0.0)
+    loop.start("a", "x", 0.0)  # asked at once with the newest frame
     assert wait_for(lambda: policy.calls == 1)
-    loop.tick(0.11)  # step 1 is due, but the newest frame is from step 0
+    observe(loop, 0.05)  # step 0 has its chunk
+    loop.tick(0.11)  # step 1 is due, but ticks never ask: only a frame captured in it does
     time.sleep(0.02)
     assert policy.calls == 1
-    observe(loop, 0.12)  # a fresh frame: asked at once
+    observe(loop, 0.13, image_stamp=0.12)  # the first frame of step 1: asked at once
     assert wait_for(lambda: policy.calls == 2)
-    loop.tick(0.21)
-    time.sleep(0.02)
-    assert policy.calls == 2
-    loop.tick(0.26)  # half a step without a fresh frame: asked with the newest one
-    assert wait_for(lambda: policy.calls == 3)
+    # A frame captured in step 2 that arrives in step 3: its chunk starts at step 2, so
+    # step 3 runs its second row (call 3 -> rows 3, 4, ...).
+    observe(loop, 0.33, image_stamp=0.21)
+    assert wait_for(lambda: loop.stats.chunks_computed == 3)
+    target, _ = loop.tick(0.35)
+    np.testing.assert_allclose(target.positions, 4.0)
+    assert target.stamp == 0.21
+    # A camera slower than the steps: a chunk for every frame, at its own step.
+    observe(loop, 0.56, image_stamp=0.55)
+    assert wait_for(lambda: loop.stats.chunks_computed == 4)
+    target, _ = loop.tick(0.58)
+    assert target.stamp == 0.55
 
 
 def test_rejects_bad_settings():

@@ -4,13 +4,14 @@ A `ClosedLoop` turns a policy into a stream of joint targets:
 
 - Time is divided into policy steps of CONTROL_DT (10 Hz), counted from the start of
   the instruction. Every `n_action_steps` steps a new chunk is due. It is asked for
-  with the first camera frame captured after the step began (so the frame is as new
-  as it can be when the model sees it: frame -> target latency is one inference, not
-  up to a frame period more), or with the newest frame once half a step has passed
-  without one. An `AsyncInference` worker thread computes it, so the caller's control
-  loop never waits on the model.
-- A chunk's first row is the target for the step its observation was requested in;
-  overlapping chunks combine through a ChunkAggregator (ensemble | latest | average).
+  the moment the first camera frame captured in such a step arrives (so the frame is
+  as new as it can be when the model sees it: frame -> target latency is the camera
+  path plus one inference, never a wait for a clock), and it starts at the step its
+  frame was captured in, so a frame that arrives late yields a chunk whose first rows
+  are already past. A camera slower than the steps gets a chunk for every frame. An
+  `AsyncInference` worker thread computes chunks, so the caller's control loop never
+  waits on the model.
+- Overlapping chunks combine through a ChunkAggregator (ensemble | latest | average).
 - Within step k the published target ramps from the target of step k-1 to that of
   step k, reaching it at the end of the step: the motion the simulator makes for one
   target per step, the one the policy was trained on. `tick(now)` returns the point
@@ -128,8 +129,7 @@ class ClosedLoop:
         self._observation: TimedObservation | None = None
         self._instruction: tuple[str, str] | None = None  # (id, text)
         self._origin = 0.0
-        self._requested_step = -1
-        self._due_step = 0
+        self._requested_step = -1  # start step of the newest chunk asked for
         self._start_positions: np.ndarray | None = None
         self._stamps: dict[int, float] = {}  # chunk start step -> observation stamp
         self._error = ""
@@ -140,7 +140,7 @@ class ClosedLoop:
         with self._lock:
             self._observation = observation
             if self._instruction is not None and not self._error:
-                self._request_if_due(now=observation.image_stamp)
+                self._request_if_due(observation)
 
     def start(self, instruction_id: str, text: str, now: float) -> None:
         """Begin a new instruction: the current chunk is dropped and the policy reset."""
@@ -151,9 +151,10 @@ class ClosedLoop:
             self._instruction = (instruction_id, text)
             self._origin = now
             self._requested_step = -1
-            self._due_step = 0
             self._error = ""
             self._start_positions = None if self._observation is None else self._observation.state.copy()
+            if self._observation is not None:  # the newest frame starts it: no wait for the next
+                self._request_if_due(self._observation)
 
     def stop(self) -> None:
         """No instruction any more (done, timed out, e-stopped): hold."""
@@ -196,8 +197,6 @@ class ClosedLoop:
             self._start_positions = observation.state.copy()
         elapsed = max(0.0, now - self._origin)
         step = int(elapsed // self.step_period)
-        self._due_step = max(self._due_step, step - step % self.n_action_steps)
-        self._request_if_due(now)
         current = self._aggregator.target(step)
         if current is None:
             return None, "waiting for the first chunk" if not self._stamps else "no chunk covers this step"
@@ -208,14 +207,13 @@ class ClosedLoop:
         stamp = max((s for start, s in self._stamps.items() if start <= step), default=observation.image_stamp)
         return Target(previous + (current - previous) * fraction, stamp), ""
 
-    def _request_if_due(self, now: float) -> None:
-        """Ask for the due chunk with a frame captured since its step began, or late with the newest one."""
-        if self._due_step <= self._requested_step or self._observation is None:
-            return
-        step_start = self._origin + self._due_step * self.step_period
-        if self._observation.image_stamp >= step_start or now - step_start >= self.step_period / 2:
-            self._requested_step = self._due_step
-            self._worker.request(*self._instruction, self._due_step, self._observation)
+    def _request_if_due(self, observation: TimedObservation) -> None:
+        """Ask for a chunk when this observation's frame was captured in a step that is due."""
+        step = int(max(0.0, observation.image_stamp - self._origin) // self.step_period)
+        step -= step % self.n_action_steps
+        if step > self._requested_step:
+            self._requested_step = step
+            self._worker.request(*self._instruction, step, observation)
 
     # -- results from the worker --------------------------------------------------------
     def _on_result(self, result: ChunkResult) -> None:
@@ -229,7 +227,7 @@ class ClosedLoop:
                 return
             if result.seconds > self.latency_budget:
                 self.stats.inferences_discarded += 1
-                self._requested_step = -1  # ask again with the next fresh frame
+                self._requested_step = -1  # ask again with the next observation
                 return
             self.stats.chunks_computed += 1
             self._aggregator.add(result.chunk, result.step)

@@ -67,8 +67,8 @@ PARAMS = [
     Param("joint_state_rate", 250.0, "/joint_states rate in Hz of simulated time", _between(100.0, 500.0)),
     Param("camera", "scene", "camera to publish: scene (fixed, in front) or wrist (on the hand)", one_of(*CAMERAS)),
     Param("camera_rate", 30.0, "camera images per simulated second; 0 turns the camera off", non_negative),
-    Param("image_width", 640, "camera image width in pixels", _between(16, MAX_IMAGE_WIDTH)),
-    Param("image_height", 480, "camera image height in pixels", _between(16, MAX_IMAGE_HEIGHT)),
+    Param("image_width", 320, "camera image width in pixels", _between(16, MAX_IMAGE_WIDTH)),
+    Param("image_height", 240, "camera image height in pixels", _between(16, MAX_IMAGE_HEIGHT)),
     Param("status_rate", 10.0, "/sim/task and /sim/objects rate in Hz", positive),
     Param("frame_id", "world", "frame of the object markers (the arm base on the table top)"),
 ]
