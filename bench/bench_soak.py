@@ -1,7 +1,7 @@
 """Soak: the whole graph for --duration seconds, watching every node's memory and diagnostics.
 
 Brings up the simulated graph (bringup plan, each node its own process) with the camera at
---camera-rate (30 Hz, 640x480 by default, as configured for real use), gives a new
+--camera-rate (30 Hz, 320x240 by default, the simulator's configured size), gives a new
 instruction every --period seconds, and every --sample seconds reads:
 
 - the resident memory (VmRSS, /proc/PID/status) of every node process;
@@ -62,8 +62,8 @@ def main() -> None:
     parser.add_argument("--period", type=float, default=20.0, help="s between instructions")
     parser.add_argument("--sample", type=float, default=5.0, help="s between samples")
     parser.add_argument("--camera-rate", type=float, default=30.0)
-    parser.add_argument("--width", type=int, default=640)
-    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--width", type=int, default=320)
+    parser.add_argument("--height", type=int, default=240)
     parser.add_argument("--log-dir", help="keep every node's log here (default: a temporary directory)")
     args = parser.parse_args()
 

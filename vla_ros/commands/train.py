@@ -11,15 +11,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dataset directories written by `vla-ros collect` (e.g. demonstrations and "
                         "DAgger rollouts), trained on together")
     parser.add_argument("--config", default="default", help="named policy config (default, tokens, flow, "
-                        "cross_attention, concat, tiny)")
+                        "cross_attention, concat, grounded, tiny)")
     parser.add_argument("--out", required=True, help="checkpoint file to write, e.g. runs/default/policy.pt")
     parser.add_argument("--steps", type=int, help="training steps (default: the config's)")
     parser.add_argument("--seed", type=int, help="training seed (default: the config's)")
     parser.add_argument("--resume", action="store_true", help="continue from the training state beside --out")
     parser.add_argument("--init", metavar="CHECKPOINT",
                         help="fine-tune: start from this checkpoint's weights and normalisation ('builtin' = the "
-                        "shipped one); its config is used, with --steps/--seed/--learning-rate applied")
+                        "shipped one); its config is used, with --steps/--seed/--learning-rate/--grounding-weight applied")
     parser.add_argument("--learning-rate", type=float, help="peak learning rate (default: the config's)")
+    parser.add_argument("--grounding-weight", type=float, metavar="W",
+                        help="weight of the auxiliary loss on where the named objects are (0: off; default: "
+                        "the config's; docs/POLICY.md)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
     parser.add_argument("--eval-every", type=int, default=0, metavar="STEPS",
                         help="measure in-simulator success every STEPS steps (default 0: only at the end, "
@@ -40,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
         init = _initial_policy(args.init) if args.init else None
         config = init.config if init is not None else named_config(args.config)
         overrides = {k: v for k, v in (("steps", args.steps), ("seed", args.seed),
-                                       ("learning_rate", args.learning_rate)) if v is not None}
+                                       ("learning_rate", args.learning_rate),
+                                       ("grounding_weight", args.grounding_weight)) if v is not None}
         config = replace(config, **overrides)
     except (ValueError, LanguageEncoderError) as err:
         print(f"error: {err}", file=sys.stderr)

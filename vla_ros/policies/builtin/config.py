@@ -41,6 +41,7 @@ class VLAConfig:
     weight_decay: float = 1e-4
     steps: int = 20000
     shift_augmentation: int = 4  # pixels of random image shift
+    grounding_weight: float = 0.0  # > 0: auxiliary loss on where the named objects are (grounding.py)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -52,6 +53,8 @@ class VLAConfig:
             raise ValueError(f"n_action_steps must be in [1, chunk_size={self.chunk_size}], got {self.n_action_steps}")
         if self.aggregation not in AGGREGATION_MODES:
             raise ValueError(f"aggregation must be one of {AGGREGATION_MODES}, got {self.aggregation!r}")
+        if not self.grounding_weight >= 0:
+            raise ValueError(f"grounding_weight must be >= 0, got {self.grounding_weight}")
         if self.image_size < 32 or self.chunk_size < 1:
             raise ValueError("image_size must be >= 32 and chunk_size >= 1")
 
@@ -79,6 +82,7 @@ CONFIGS: dict[str, VLAConfig] = {
     "flow": replace(DEFAULT, head="flow"),
     "cross_attention": replace(DEFAULT, fusion="cross_attention"),
     "concat": replace(DEFAULT, fusion="concat"),
+    "grounded": replace(DEFAULT, grounding_weight=0.5),
     # For tests and smoke runs: small and fast.
     "tiny": replace(DEFAULT, image_size=48, channels=(8, 16, 16, 16), keypoints=8, hidden_dim=64, language_dim=32,
                     chunk_size=4, steps=200, batch_size=16, learning_rate=1e-3),

@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from vla_ros.policies.builtin.config import VLAConfig
+from vla_ros.policies.builtin.grounding import GROUNDING_DIM
 from vla_ros.policies.builtin.language import EMBEDDING_DIM
 
 
@@ -213,20 +214,39 @@ class VLAModel(nn.Module):
             nn.GELU(),
         )
         self.head = HEAD_CLASSES[config.head](config)
+        if config.grounding_weight > 0:  # training only: where the named objects are (grounding.py)
+            self.grounding = nn.Sequential(nn.Linear(2 * config.keypoints + d, config.hidden_dim // 2), nn.GELU(),
+                                           nn.Linear(config.hidden_dim // 2, GROUNDING_DIM))
 
-    def features(self, image, state, tokens, mask) -> torch.Tensor:
+    def encode(self, image, state, tokens, mask) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features for the action head, language-conditioned keypoints + language)."""
         language, _ = self.language(tokens, mask)
         film = None
         if self.config.fusion == "film":
             film = [tuple(layer(language).chunk(2, dim=1)) for layer in self.film]
         feature_map = self.vision(image, film)
-        parts = [self.keypoints(feature_map), state, language]
+        keypoints = self.keypoints(feature_map)
+        scene = torch.cat([keypoints, language], dim=1)
+        parts = [keypoints, state, language]  # (the order the shipped checkpoint was trained with)
         if self.config.fusion == "cross_attention":
             parts.append(self.cross_attention(feature_map, language))
-        return self.trunk(torch.cat(parts, dim=1))
+        return self.trunk(torch.cat(parts, dim=1)), scene
 
-    def loss(self, image, state, tokens, mask, target) -> torch.Tensor:
-        return self.head.loss(self.features(image, state, tokens, mask), target)
+    def features(self, image, state, tokens, mask) -> torch.Tensor:
+        return self.encode(image, state, tokens, mask)[0]
+
+    def loss(self, image, state, tokens, mask, target, grounding=None, grounding_mask=None) -> torch.Tensor:
+        """The action head's loss; with `grounding` targets (normalised, masked) plus
+        grounding_weight x the mean squared error of the grounding head."""
+        features, scene = self.encode(image, state, tokens, mask)
+        loss = self.head.loss(features, target)
+        if grounding is not None and self.config.grounding_weight > 0:
+            loss = loss + self.config.grounding_weight * self.grounding_error(scene, grounding, grounding_mask)
+        return loss
+
+    def grounding_error(self, scene, grounding, grounding_mask) -> torch.Tensor:
+        squared = (self.grounding(scene) - grounding) ** 2 * grounding_mask
+        return squared.sum() / grounding_mask.sum().clamp(min=1.0)
 
     def predict(self, image, state, tokens, mask, generator: torch.Generator | None = None) -> torch.Tensor:
         return self.head.predict(self.features(image, state, tokens, mask), generator)

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from vla_ros.camera.preprocess import policy_frame
 from vla_ros.dataset import EpisodeDataset
 from vla_ros.policies.builtin.config import VLAConfig
+from vla_ros.policies.builtin.grounding import dataset_grounding
 from vla_ros.policies.builtin.language import LanguageEncoder
 from vla_ros.policies.builtin.model import VLAModel
 from vla_ros.policies.builtin.policy import BuiltinPolicy, Normalization, image_tensor
@@ -35,6 +36,9 @@ class TrainingData:
     instruction_ids: np.ndarray  # (N,) index into instructions
     instructions: list[str]
     episode_of_frame: np.ndarray  # (N,) position of the frame's episode in dataset.episodes
+    # Per episode (E, 4): where its named objects were, and which exist (only with grounding_weight > 0)
+    grounding: np.ndarray | None = None
+    grounding_mask: np.ndarray | None = None
 
 
 def chunk_offsets(states: np.ndarray, actions: np.ndarray, chunk_size: int) -> np.ndarray:
@@ -65,6 +69,7 @@ def load_training_data(datasets: list[EpisodeDataset], config: VLAConfig) -> Tra
     if not in_memory:
         raise MemoryError(f"{num_frames} frames at {config.image_size}px exceed the in-memory limit; "
                           "train on a smaller image size or fewer episodes")
+    grounding = dataset_grounding([e for _, _, e in episodes]) if config.grounding_weight > 0 else (None, None)
     return TrainingData(
         images=np.concatenate(images),
         states=np.concatenate(states),
@@ -72,6 +77,8 @@ def load_training_data(datasets: list[EpisodeDataset], config: VLAConfig) -> Tra
         instruction_ids=np.concatenate(instruction_ids),
         instructions=list(instructions),
         episode_of_frame=np.concatenate(episode_of_frame),
+        grounding=grounding[0],
+        grounding_mask=grounding[1],
     )
 
 
@@ -106,6 +113,16 @@ class Trainer:
         self.tokens, self.masks = torch.from_numpy(tokens), torch.from_numpy(masks)
         self.states_norm = torch.from_numpy((data.states - normalization.state_mean) / normalization.state_std)
         self.targets_norm = torch.from_numpy((data.offsets - normalization.offset_mean) / normalization.offset_std)
+        self.grounding = None
+        if data.grounding is not None:
+            # Standardised per coordinate over the episodes that have it (training-only targets).
+            mask = data.grounding_mask.astype(bool)
+            present = np.where(mask, data.grounding, np.nan)
+            self.grounding_mean = np.nan_to_num(np.nanmean(present, axis=0)).astype(np.float32)
+            self.grounding_std = np.nan_to_num(np.nanstd(present, axis=0), nan=1.0).clip(1e-3).astype(np.float32)
+            self.grounding = torch.from_numpy(np.where(mask, (data.grounding - self.grounding_mean) / self.grounding_std, 0.0)
+                                              .astype(np.float32))
+            self.grounding_mask = torch.from_numpy(data.grounding_mask)
         self.step = 0
         self.history: dict[str, list] = {"loss": [], "val_loss": [], "success": []}
 
@@ -117,10 +134,17 @@ class Trainer:
         index = torch.from_numpy(frames)
         return images, self.states_norm[index], self.tokens[ids], self.masks[ids], self.targets_norm[index]
 
+    def grounding_batch(self, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, None]:
+        if self.grounding is None:
+            return None, None
+        episodes = torch.from_numpy(self.data.episode_of_frame[frames])
+        return self.grounding[episodes], self.grounding_mask[episodes]
+
     def train_step(self) -> float:
         self.model.train()
         picks = torch.randint(0, len(self.train_frames), (self.config.batch_size,), generator=self.generator)
-        loss = self.model.loss(*self.batch(self.train_frames[picks.numpy()], augment=True))
+        frames = self.train_frames[picks.numpy()]
+        loss = self.model.loss(*self.batch(frames, augment=True), *self.grounding_batch(frames))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
@@ -138,6 +162,23 @@ class Trainer:
         for start in range(0, len(frames), 256):
             losses.append(float(self.model.loss(*self.batch(frames[start : start + 256], augment=False))))
         return float(np.mean(losses)) if losses else float("nan")
+
+    @torch.no_grad()
+    def validation_grounding_error(self, max_frames: int = 2048) -> float:
+        """Mean distance (m) between the grounding head's object/target positions and the truth."""
+        self.model.eval()
+        frames = self.val_frames[:max_frames]
+        errors = []
+        for start in range(0, len(frames), 256):
+            chunk = frames[start : start + 256]
+            image, state, tokens, mask, _ = self.batch(chunk, augment=False)
+            truth, present = self.grounding_batch(chunk)
+            _, scene = self.model.encode(image, state, tokens, mask)
+            predicted = self.model.grounding(scene).numpy() * self.grounding_std + self.grounding_mean
+            actual = truth.numpy() * self.grounding_std + self.grounding_mean
+            distance = np.linalg.norm((predicted - actual).reshape(-1, 2, 2), axis=2)
+            errors.extend(distance[present.numpy().reshape(-1, 2, 2)[:, :, 0] > 0].tolist())
+        return float(np.mean(errors)) if errors else float("nan")
 
     def policy(self, language: LanguageEncoder, metadata: dict) -> BuiltinPolicy:
         return BuiltinPolicy(self.config, self.model, self.normalization, metadata, language)
@@ -195,9 +236,15 @@ def train(data_dirs: str | Path | list[str | Path], config: VLAConfig, out: str 
         trainer.load_state_dict(torch.load(state_path, map_location="cpu", weights_only=False))
     elif init is not None:
         try:
-            trainer.model.load_state_dict(init.model.state_dict())
+            missing, _ = trainer.model.load_state_dict(init.model.state_dict(), strict=False)
         except RuntimeError as err:
             raise ValueError(f"the initial policy's architecture does not match the training config: {err}") from err
+        # Only a grounding head the initial policy was trained without may start fresh.
+        unexpected_missing = [k for k in missing if not k.startswith("grounding.")]
+        extra = [k for k in init.model.state_dict() if k not in trainer.model.state_dict()]
+        if unexpected_missing or extra:
+            raise ValueError("the initial policy's architecture does not match the training config: "
+                             f"missing {unexpected_missing}, unexpected {extra}")
     metadata = {
         "trained_on": {"datasets": [str(Path(d).resolve()) for d in data_dirs], "episodes": num_episodes,
                        "frames": len(data.states), "validation_episodes": int(is_val_episode.sum()),
@@ -221,6 +268,9 @@ def train(data_dirs: str | Path | list[str | Path], config: VLAConfig, out: str 
             running = []
         if (val_every and trainer.step % val_every == 0) or last:
             trainer.history["val_loss"].append([trainer.step, trainer.validation_loss()])
+            if trainer.grounding is not None:
+                trainer.history.setdefault("val_grounding_error_m", []).append(
+                    [trainer.step, trainer.validation_grounding_error()])
             trainer.history["elapsed"] = time.monotonic() - started
             torch.save(trainer.state_dict(), state_path)
         if evaluate is not None and ((eval_every and trainer.step % eval_every == 0) or last):
