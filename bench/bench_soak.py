@@ -56,6 +56,13 @@ def slope_mb_per_min(times: np.ndarray, values: np.ndarray) -> float | None:
     return float(np.polyfit(times / 60.0, values, 1)[0]) if len(times) >= 3 else None
 
 
+def summary(nodes: dict, exits: dict) -> dict:
+    """The figures the targets table reads: exits, and the worst node's growth and late slope."""
+    slopes = [n["slope_second_half_mb_per_min"] for n in nodes.values() if n["slope_second_half_mb_per_min"] is not None]
+    return {"node_exits": len(exits), "max_growth_mb": max(n["growth_mb"] for n in nodes.values()),
+            "max_slope_second_half_mb_per_min": max(slopes) if slopes else None}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=600.0, help="s of soak after start-up")
@@ -110,7 +117,7 @@ def main() -> None:
     save("soak", {
         "duration_s": args.duration, "instruction_period_s": args.period, "sample_period_s": args.sample,
         "camera": {"rate_hz": args.camera_rate, "size": [args.width, args.height]},
-        "nodes": nodes, "node_exits": exits, "instructions": len(instructions),
+        "nodes": nodes, "node_exits": exits, "summary": summary(nodes, exits), "instructions": len(instructions),
         "command_rate_hz": round((samples[-1]["commands"] - samples[0]["commands"]) / duration, 1),
         "diagnostics": diagnostics, "samples": samples, "instruction_log": instructions,
         "method": "VmRSS from /proc/PID/status of each node process; diagnostics = numeric /diagnostics values",
