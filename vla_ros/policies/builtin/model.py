@@ -218,15 +218,16 @@ class VLAModel(nn.Module):
             self.grounding = nn.Sequential(nn.Linear(2 * config.keypoints + d, config.hidden_dim // 2), nn.GELU(),
                                            nn.Linear(config.hidden_dim // 2, GROUNDING_DIM))
 
-    def encode(self, image, state, tokens, mask) -> tuple[torch.Tensor, torch.Tensor]:
-        """(features for the action head, language-conditioned keypoints + language)."""
+    def encode(self, image, state, tokens, mask) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(features for the action head, language-conditioned keypoints + language for the
+        grounding head; None without one, so inference does not build it)."""
         language, _ = self.language(tokens, mask)
         film = None
         if self.config.fusion == "film":
             film = [tuple(layer(language).chunk(2, dim=1)) for layer in self.film]
         feature_map = self.vision(image, film)
         keypoints = self.keypoints(feature_map)
-        scene = torch.cat([keypoints, language], dim=1)
+        scene = torch.cat([keypoints, language], dim=1) if self.config.grounding_weight > 0 else None
         parts = [keypoints, state, language]  # (the order the shipped checkpoint was trained with)
         if self.config.fusion == "cross_attention":
             parts.append(self.cross_attention(feature_map, language))
