@@ -135,7 +135,7 @@ class SimulatorOutage:
     last_command_s: float  # the last command published (stamp)
     commands_after_fault: int
     resume_s: float | None = None  # after the restart: commands again
-    restart_offset: float | None = None  # first command after the restart - the arm's start pose (max abs)
+    restart_offset: float | None = None  # first command after the restart - the restarted arm (max abs)
 
 
 def simulator_outage(graph: launcher.Graph, probe: GraphProbe, restart: bool = True,
@@ -158,12 +158,17 @@ def simulator_outage(graph: launcher.Graph, probe: GraphProbe, restart: bool = T
 
 
 def restart_offset(probe: GraphProbe, since: float) -> float:
-    """How far the first command after `since` was from the arm's start pose (max abs), where a
-    simulator restarted with the same seed puts the arm again: the commands must restart there.
+    """How far the first command after `since` was from where the restarted arm stood (max abs):
+    the commands must restart at a measured pose, not where the arm was before.
 
-    (The start pose, not a joint state measured after the restart: the probe, a best-effort
-    subscriber, may miss the first states.)"""
-    return float(np.abs(probe.filter_commands(since)[0].positions - probe.start_positions).max())
+    A simulator restarted with the same seed puts the arm at its start pose, and gravity may move
+    it by about a milliradian before the filter's first accepted joint state; so the
+    command is compared with the start pose and every joint state the probe received between
+    `since` and the command (the probe, a best-effort subscriber, may miss some of them)."""
+    first = probe.filter_commands(since)[0]
+    measured = [probe.start_positions] + [positions for arrival, _, positions in list(probe.joint_states)
+                                          if since <= arrival <= first.arrival]
+    return float(min(np.abs(first.positions - pose).max() for pose in measured))
 
 
 @dataclass
