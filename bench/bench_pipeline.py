@@ -10,6 +10,8 @@ policy, safety filter) as separate processes, gives an instruction, and listens:
   filter publishes every 10 ms, interpolating towards the newest target);
 - the command stream at the arm: rate and the jitter of its inter-arrival times;
 - vla_node's own inference times, from its /diagnostics;
+- command timeouts: /safety/status periods in HOLD because no target came for the
+  filter's command_timeout while the policy ran (a late policy, not a dead one);
 - with --hops, where a frame's time goes before the policy: capture -> the raw image
   here (/camera/image_raw, the simulator's render and one DDS hop) and capture -> the
   policy frame here (/vla/image, after camera_node). Off by default: a third subscriber
@@ -42,7 +44,7 @@ def main() -> None:
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import Image, JointState
     from std_msgs.msg import String
-    from vla_ros.msg import PolicyStatus
+    from vla_ros.msg import PolicyStatus, SafetyStatus
     from vla_ros.srv import ResetSim, SetTask
 
     from vla_ros import bringup, launcher, qos
@@ -67,6 +69,8 @@ def main() -> None:
         node.create_subscription(JointState, "/joint_commands", arrival(commands), qos.RELIABLE)
         node.create_subscription(PolicyStatus, "/vla/status", statuses.append, qos.RELIABLE)
         node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
+        safety = []
+        node.create_subscription(SafetyStatus, "/safety/status", safety.append, qos.RELIABLE)
         hops = {"capture_to_raw_image_ms": [], "capture_to_policy_frame_ms": []}
         if args.hops:
             for topic, store in (("/camera/image_raw", hops["capture_to_raw_image_ms"]),
@@ -91,6 +95,7 @@ def main() -> None:
             spin_for(10.0, until=future.done)
         targets.clear()
         commands.clear()
+        safety.clear()
         for store in hops.values():
             store.clear()
         voice.publish(String(data=args.instruction))
@@ -112,6 +117,7 @@ def main() -> None:
         inference = [float(v.value) for array in diagnostics for status in array.status
                      if status.name == "vla_node: policy" for v in status.values
                      if v.key == "inference_ms_p50" and v.value]
+        timeouts = [s.state == SafetyStatus.HOLD and s.reason.startswith("command timeout") for s in safety]
         node.destroy_node()
         rclpy.shutdown()
 
@@ -127,6 +133,8 @@ def main() -> None:
         **{name: percentiles(samples) for name, samples in hops.items() if samples},
         "command_interval_ms": percentiles(intervals) if intervals.size else {},
         "vla_node_inference_p50_ms": inference[-1] if inference else None,
+        "command_timeouts": {"periods": int(sum(timeouts)), "of_periods": len(timeouts),
+                             "episodes": int(sum(b and not a for a, b in zip([False, *timeouts], timeouts)))},
         "final_status": {"state": statuses[-1].state, "reason": statuses[-1].reason} if statuses else None,
         "targets": {"frame_to_command_p99_ms": 30.0, "command_rate_hz": 50.0},
         "met": {"frame_to_command_p99": bool(e2e) and e2e["p99"] <= 30.0, "command_rate": command_rate >= 50.0},

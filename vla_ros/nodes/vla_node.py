@@ -68,7 +68,8 @@ PARAMS = [
     Param("device", "cpu", "torch device for backends that use one (cpu, cuda)"),
     Param("threads", 1, "CPU threads of an in-process torch backend; 1 avoids OpenMP stalls when the graph's other "
           "processes share the cores", positive),
-    Param("control_rate", 20.0, "Hz at which joint targets are published (the safety filter needs >= 20)", positive),
+    Param("control_rate", 50.0, "Hz at which joint targets are published (the safety filter holds after its "
+          "command_timeout, 0.06 s, without one)", positive),
     Param("n_action_steps", 0, "policy steps executed per chunk before asking again; 0 = the policy's own",
           non_negative),
     Param("aggregation", "", "how overlapping chunks combine: ensemble | latest | average; '' = the policy's own",

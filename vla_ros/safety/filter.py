@@ -59,7 +59,7 @@ class SafetyConfig:
     """Everything the filter needs; config.py builds it from the node's parameters or YAML."""
 
     rate: float = 100.0  # Hz of step() calls; dt = 1 / rate
-    command_timeout: float = 0.1  # s without an accepted target -> HOLD
+    command_timeout: float = 0.06  # s without an accepted target -> HOLD: a dead source stops the arm within 0.1 s
     state_timeout: float = 0.2  # s without accepted joint states -> FAULT
     max_command_age: float = 0.5  # s; older target stamps are rejected
     max_future_stamp: float = 0.05  # s; stamps further in the future are rejected
