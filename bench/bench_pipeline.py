@@ -98,6 +98,8 @@ def main() -> None:
         safety.clear()
         for store in hops.values():
             store.clear()
+        # A volatile publisher's message is lost until discovery has matched the subscriber.
+        spin_for(10.0, until=lambda: voice.get_subscription_count() > 0)
         voice.publish(String(data=args.instruction))
         spin_for(args.seconds)
 
@@ -121,6 +123,9 @@ def main() -> None:
         node.destroy_node()
         rclpy.shutdown()
 
+    if not targets:
+        raise SystemExit(f"vla_node sent no targets in {args.seconds} s; its last status: "
+                         f"{statuses[-1].reason if statuses else 'none'}")
     command_rate = float((len(command_times) - 1) / (command_times[-1] - command_times[0])) if len(command_times) > 1 else 0.0
     e2e = percentiles(frame_to_command) if frame_to_command else {}
     results = {

@@ -219,3 +219,21 @@ def test_a_grounded_config_trains_its_grounding_head_and_fine_tunes_from_an_ungr
     image = np.zeros((48, 48, 3), np.uint8)
     np.testing.assert_array_equal(grounded.predict_chunk(image, arm.home_vector(), "task 0"),
                                   reloaded.predict_chunk(image, arm.home_vector(), "task 0"))
+
+
+def test_vision_pretraining_learns_where_objects_are_and_freezing_keeps_it(tmp_path, language):
+    # Real renders of the simulated table; tiny sizes so it stays a few seconds.
+    config = replace(CONFIGS["tiny"], steps=2, vision_pretrain_scenes=200, vision_pretrain_steps=400,
+                     freeze_vision=True, batch_size=32)
+    policy = train(_make_dataset(tmp_path / "data"), config, tmp_path / "policy.pt", progress=False)
+    measured = policy.metadata["history"]["vision_pretrain"]
+    assert measured["scenes"] == 200 and measured["held_out_scenes"] == 20
+    # Better than before training and than always answering the mean position.
+    assert measured["error_m"] < 0.85 * min(measured["error_before_m"], measured["mean_position_error_m"]), measured
+    # Behaviour cloning leaves the frozen convolutions as (seeded) pretraining made them.
+    longer = train(tmp_path / "data", replace(config, steps=4), tmp_path / "longer.pt", progress=False)
+    for name, weights in policy.model.vision.state_dict().items():
+        np.testing.assert_array_equal(weights.numpy(), longer.model.vision.state_dict()[name].numpy(), err_msg=name)
+    assert not np.array_equal(policy.model.trunk[0].weight.detach().numpy(), longer.model.trunk[0].weight.detach().numpy())
+    with pytest.raises(ValueError, match="vision_pretrain_scenes"):
+        replace(CONFIGS["tiny"], vision_pretrain_steps=10)

@@ -23,6 +23,7 @@ from vla_ros.policies.builtin.grounding import dataset_grounding
 from vla_ros.policies.builtin.language import LanguageEncoder
 from vla_ros.policies.builtin.model import VLAModel
 from vla_ros.policies.builtin.policy import BuiltinPolicy, Normalization, image_tensor
+from vla_ros.policies.builtin.vision_pretrain import pretrain_vision
 
 # Images above this many bytes stay memory-mapped instead of being loaded once.
 _IN_MEMORY_LIMIT = 6 * 1024**3
@@ -103,6 +104,8 @@ class Trainer:
         self.data = data
         self.normalization = normalization
         self.model = VLAModel(config)
+        if config.freeze_vision:
+            self.model.vision.requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.learning_rate,
                                            weight_decay=config.weight_decay)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -234,6 +237,9 @@ def train(data_dirs: str | Path | list[str | Path], config: VLAConfig, out: str 
     state_path = out.with_name(out.name + ".train_state")
     if resume and state_path.is_file():
         trainer.load_state_dict(torch.load(state_path, map_location="cpu", weights_only=False))
+    elif init is None and config.vision_pretrain_steps > 0:
+        trainer.history["vision_pretrain"] = pretrain_vision(trainer.model, config, progress)
+        trainer.history["elapsed"] = trainer.history["vision_pretrain"]["seconds"]  # counted in train_seconds
     elif init is not None:
         try:
             missing, _ = trainer.model.load_state_dict(init.model.state_dict(), strict=False)
