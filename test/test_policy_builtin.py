@@ -10,7 +10,7 @@ from vla_ros.dataset import DatasetError, Episode, EpisodeDataset, write_info, w
 from vla_ros.policies.builtin.config import CONFIGS, VLAConfig, named_config
 from vla_ros.policies.builtin.language import LanguageEncoder
 from vla_ros.policies.builtin.policy import BuiltinPolicy, CheckpointError
-from vla_ros.policies.builtin.train import chunk_offsets, train
+from vla_ros.policies.builtin.train import chunk_offsets, task_balanced_weights, train
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +72,12 @@ def test_chunk_offsets_repeat_the_last_action():
     assert offsets[1, :, 0].tolist() == [1, 2, 2, 2]
 
 
+def test_task_balanced_weights_draw_every_kind_equally():
+    kinds = np.array([0] * 90 + [1] * 9 + [2])  # e.g. pick, home, stack frames
+    weights = task_balanced_weights(kinds)
+    np.testing.assert_allclose(np.bincount(kinds, weights=weights), [1.0, 1.0, 1.0])
+
+
 def test_tiny_config_trains_and_its_loss_falls(tmp_path, language):
     root = _make_dataset(tmp_path / "data")
     config = CONFIGS["tiny"]
@@ -101,7 +107,7 @@ def test_checkpoint_reloads_to_identical_outputs(tmp_path, language, head, fusio
 def test_trains_on_several_datasets_together(tmp_path, language):
     # Demonstrations plus DAgger rollouts: two directories, one training set.
     first, second = _make_dataset(tmp_path / "a"), _make_dataset(tmp_path / "b", shards=1, seed=1)
-    config = VLAConfig.from_dict({**CONFIGS["tiny"].to_dict(), "steps": 2})
+    config = VLAConfig.from_dict({**CONFIGS["tiny"].to_dict(), "steps": 2, "balance_tasks": True})
     policy = train([first, second], config, tmp_path / "policy.pt", progress=False)
     trained_on = policy.metadata["trained_on"]
     assert trained_on["episodes"] == 12 and trained_on["frames"] == 12 * 12

@@ -18,11 +18,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from the training state beside --out")
     parser.add_argument("--init", metavar="CHECKPOINT",
                         help="fine-tune: start from this checkpoint's weights and normalisation ('builtin' = the "
-                        "shipped one); its config is used, with --steps/--seed/--learning-rate/--grounding-weight applied")
+                        "shipped one); its config is used, with --steps/--seed/--learning-rate/--grounding-weight/--balance-tasks applied")
     parser.add_argument("--learning-rate", type=float, help="peak learning rate (default: the config's)")
     parser.add_argument("--grounding-weight", type=float, metavar="W",
                         help="weight of the auxiliary loss on where the named objects are (0: off; default: "
                         "the config's; docs/POLICY.md)")
+    parser.add_argument("--balance-tasks", action="store_true",
+                        help="draw every task kind equally often (default: the config's; docs/POLICY.md)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
     parser.add_argument("--eval-every", type=int, default=0, metavar="STEPS",
                         help="measure in-simulator success every STEPS steps (default 0: only at the end, "
@@ -44,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
         config = init.config if init is not None else named_config(args.config)
         overrides = {k: v for k, v in (("steps", args.steps), ("seed", args.seed),
                                        ("learning_rate", args.learning_rate),
-                                       ("grounding_weight", args.grounding_weight)) if v is not None}
+                                       ("grounding_weight", args.grounding_weight),
+                                       ("balance_tasks", args.balance_tasks or None)) if v is not None}
         config = replace(config, **overrides)
     except (ValueError, LanguageEncoderError) as err:
         print(f"error: {err}", file=sys.stderr)

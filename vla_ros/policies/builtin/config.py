@@ -41,6 +41,7 @@ class VLAConfig:
     weight_decay: float = 1e-4
     steps: int = 20000
     shift_augmentation: int = 4  # pixels of random image shift
+    balance_tasks: bool = False  # draw every task kind equally often (home is ~4% of the expert's episodes)
     grounding_weight: float = 0.0  # > 0: auxiliary loss on where the named objects are (grounding.py)
     # Before behaviour cloning, teach the vision to locate every object on that many freshly
     # rendered scenes (vision_pretrain.py); freeze_vision then keeps its convolutions fixed.

@@ -37,6 +37,8 @@ class TrainingData:
     instruction_ids: np.ndarray  # (N,) index into instructions
     instructions: list[str]
     episode_of_frame: np.ndarray  # (N,) position of the frame's episode in dataset.episodes
+    task_kinds: list[str]  # the task kinds present (pick, home, ...)
+    kind_of_frame: np.ndarray  # (N,) index into task_kinds
     # Per episode (E, 4): where its named objects were, and which exist (only with grounding_weight > 0)
     grounding: np.ndarray | None = None
     grounding_mask: np.ndarray | None = None
@@ -51,8 +53,9 @@ def chunk_offsets(states: np.ndarray, actions: np.ndarray, chunk_size: int) -> n
 
 def load_training_data(datasets: list[EpisodeDataset], config: VLAConfig) -> TrainingData:
     """Every frame of `datasets` (e.g. expert demonstrations plus DAgger rollouts) as one training set."""
-    states, offsets, instruction_ids, episode_of_frame, images = [], [], [], [], []
+    states, offsets, instruction_ids, episode_of_frame, kind_of_frame, images = [], [], [], [], [], []
     instructions: dict[str, int] = {}
+    kinds: dict[str, int] = {}
     num_frames = sum(d.num_frames for d in datasets)
     in_memory = num_frames * config.image_size**2 * 3 <= _IN_MEMORY_LIMIT
     episodes = [(d, r, e) for d in datasets for r, e in zip(d.episode_ranges(), d.episodes)]
@@ -64,6 +67,7 @@ def load_training_data(datasets: list[EpisodeDataset], config: VLAConfig) -> Tra
         text = episode["language_instruction"]
         instruction_ids.append(np.full(end - start, instructions.setdefault(text, len(instructions))))
         episode_of_frame.append(np.full(end - start, position))
+        kind_of_frame.append(np.full(end - start, kinds.setdefault((episode.get("task") or {}).get("task", "unknown"), len(kinds))))
         if in_memory:
             frames = dataset.read("observation.image", start, end)
             images.append(np.stack([policy_frame(f, config.image_size) for f in frames]))
@@ -78,9 +82,16 @@ def load_training_data(datasets: list[EpisodeDataset], config: VLAConfig) -> Tra
         instruction_ids=np.concatenate(instruction_ids),
         instructions=list(instructions),
         episode_of_frame=np.concatenate(episode_of_frame),
+        task_kinds=list(kinds),
+        kind_of_frame=np.concatenate(kind_of_frame),
         grounding=grounding[0],
         grounding_mask=grounding[1],
     )
+
+
+def task_balanced_weights(kind_of_frame: np.ndarray) -> np.ndarray:
+    """Sampling weight per frame such that every task kind is drawn equally often."""
+    return 1.0 / np.bincount(kind_of_frame)[kind_of_frame]
 
 
 def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
@@ -112,6 +123,8 @@ class Trainer:
             self.optimizer, lambda step: 0.5 * (1 + np.cos(np.pi * min(step, config.steps) / config.steps)))
         self.generator = torch.Generator().manual_seed(config.seed)
         self.train_frames, self.val_frames = train_frames, val_frames
+        self.frame_weights = (torch.from_numpy(task_balanced_weights(data.kind_of_frame[train_frames]))
+                              if config.balance_tasks else None)
         tokens, masks = language.encode_many(data.instructions)
         self.tokens, self.masks = torch.from_numpy(tokens), torch.from_numpy(masks)
         self.states_norm = torch.from_numpy((data.states - normalization.state_mean) / normalization.state_std)
@@ -145,7 +158,11 @@ class Trainer:
 
     def train_step(self) -> float:
         self.model.train()
-        picks = torch.randint(0, len(self.train_frames), (self.config.batch_size,), generator=self.generator)
+        if self.frame_weights is None:
+            picks = torch.randint(0, len(self.train_frames), (self.config.batch_size,), generator=self.generator)
+        else:
+            picks = torch.multinomial(self.frame_weights, self.config.batch_size, replacement=True,
+                                      generator=self.generator)
         frames = self.train_frames[picks.numpy()]
         loss = self.model.loss(*self.batch(frames, augment=True), *self.grounding_batch(frames))
         self.optimizer.zero_grad(set_to_none=True)
