@@ -4,14 +4,18 @@ Brings up the bringup plan (simulated arm, camera, intake, vla_node with the shi
 policy, safety filter) as separate processes, gives an instruction, and listens:
 
 - frame -> target: a /vla/joint_targets message is stamped with the capture time of
-  the frame behind it; latency = its arrival here - that stamp (the first target of
-  each new stamp: the moment the frame's chunk took effect);
-- frame -> command: the first /joint_commands arriving after that target (the safety
-  filter publishes every 10 ms, interpolating towards the newest target);
+  the frame behind it; latency = its arrival on this machine - that stamp (the first
+  target of each new stamp: the moment the frame's chunk took effect);
+- frame -> command: the first /joint_commands published after that target arrived (the
+  safety filter publishes every 10 ms, interpolating towards the newest target);
+  arrival and publish times are DDS's reception and source timestamps, so a busy
+  executor in this process does not add to them;
 - the command stream at the arm: rate and the jitter of its inter-arrival times;
 - vla_node's own inference times, from its /diagnostics;
 - command timeouts: /safety/status periods in HOLD because no target came for the
   filter's command_timeout while the policy ran (a late policy, not a dead one);
+- an instruction that ends (task succeeded) is given again, so the policy runs the
+  whole window; `instructions_given` says how often;
 - with --hops, where a frame's time goes before the policy: capture -> the raw image
   here (/camera/image_raw, the simulator's render and one DDS hop) and capture -> the
   policy frame here (/vla/image, after camera_node). Off by default: a third subscriber
@@ -60,25 +64,43 @@ def main() -> None:
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         targets, commands, statuses, diagnostics = [], [], [], []
-        clock = node.get_clock()
 
-        def arrival(store):
-            return lambda msg: store.append((clock.now().nanoseconds * 1e-9, msg))
+        # DDS's own timestamps (system clock, as the stamps): a busy executor here delays its
+        # callbacks, not these. A target counts from when it reached this machine's subscribers,
+        # a command from when the filter published it; the rate and jitter are at arrival.
+        def received(msg, info):
+            targets.append((info["received_timestamp"] * 1e-9, msg))
 
-        node.create_subscription(JointState, "/vla/joint_targets", arrival(targets), qos.RELIABLE)
-        node.create_subscription(JointState, "/joint_commands", arrival(commands), qos.RELIABLE)
-        node.create_subscription(PolicyStatus, "/vla/status", statuses.append, qos.RELIABLE)
+        def published(msg, info):
+            commands.append((info["source_timestamp"] * 1e-9, info["received_timestamp"] * 1e-9))
+
+        node.create_subscription(JointState, "/vla/joint_targets", received, qos.RELIABLE)
+        node.create_subscription(JointState, "/joint_commands", published, qos.RELIABLE)
+        measuring = [False]
+        instructions_given = [0]
+
+        def on_status(msg):
+            statuses.append(msg)
+            if measuring[0] and msg.state == PolicyStatus.DONE:
+                give_instruction()
+
+        node.create_subscription(PolicyStatus, "/vla/status", on_status, qos.RELIABLE)
         node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
-        safety = []
-        node.create_subscription(SafetyStatus, "/safety/status", safety.append, qos.RELIABLE)
+        safety = []  # (status, the policy's state when it arrived)
+        node.create_subscription(SafetyStatus, "/safety/status", lambda msg: safety.append(
+            (msg, statuses[-1].state if statuses else None)), qos.RELIABLE)
         hops = {"capture_to_raw_image_ms": [], "capture_to_policy_frame_ms": []}
         if args.hops:
             for topic, store in (("/camera/image_raw", hops["capture_to_raw_image_ms"]),
                                  ("/vla/image", hops["capture_to_policy_frame_ms"])):
                 node.create_subscription(
-                    Image, topic, lambda msg, store=store: store.append(
-                        clock.now().nanoseconds * 1e-9 - stamp_seconds(msg.header.stamp)), qos.SENSOR)
+                    Image, topic, lambda msg, info, store=store: store.append(
+                        info["received_timestamp"] * 1e-9 - stamp_seconds(msg.header.stamp)), qos.SENSOR)
         voice = node.create_publisher(String, "/voice_command", qos.RELIABLE)
+
+        def give_instruction():
+            voice.publish(String(data=args.instruction))
+            instructions_given[0] += 1
 
         def spin_for(seconds, until=lambda: False):
             end = time.monotonic() + seconds
@@ -100,11 +122,14 @@ def main() -> None:
             store.clear()
         # A volatile publisher's message is lost until discovery has matched the subscriber.
         spin_for(10.0, until=lambda: voice.get_subscription_count() > 0)
-        voice.publish(String(data=args.instruction))
+        measuring[0] = True
+        give_instruction()
         spin_for(args.seconds)
+        measuring[0] = False
 
         frame_to_target, frame_to_command = [], []
         command_times = np.array([t for t, _ in commands])
+        command_arrivals = np.array([t for _, t in commands])
         seen = set()
         for arrived, msg in targets:
             stamp = stamp_seconds(msg.header.stamp)
@@ -115,11 +140,12 @@ def main() -> None:
             later = command_times[command_times >= arrived]
             if later.size:
                 frame_to_command.append(later[0] - stamp)
-        intervals = np.diff(command_times)
+        intervals = np.diff(command_arrivals)
         inference = [float(v.value) for array in diagnostics for status in array.status
                      if status.name == "vla_node: policy" for v in status.values
                      if v.key == "inference_ms_p50" and v.value]
-        timeouts = [s.state == SafetyStatus.HOLD and s.reason.startswith("command timeout") for s in safety]
+        timeouts = [s.state == SafetyStatus.HOLD and s.reason.startswith("command timeout")
+                    for s, policy in safety if policy == PolicyStatus.RUNNING]
         node.destroy_node()
         rclpy.shutdown()
 
@@ -140,10 +166,11 @@ def main() -> None:
         "vla_node_inference_p50_ms": inference[-1] if inference else None,
         "command_timeouts": {"periods": int(sum(timeouts)), "of_periods": len(timeouts),
                              "episodes": int(sum(b and not a for a, b in zip([False, *timeouts], timeouts)))},
+        "instructions_given": instructions_given[0],
         "final_status": {"state": statuses[-1].state, "reason": statuses[-1].reason} if statuses else None,
         "targets": {"frame_to_command_p99_ms": 30.0, "command_rate_hz": 50.0},
         "met": {"frame_to_command_p99": bool(e2e) and e2e["p99"] <= 30.0, "command_rate": command_rate >= 50.0},
-        "method": "stamps on the node clock of one machine; each target carries its frame's capture stamp",
+        "method": "system clock of one machine: frame capture stamps, DDS reception times of targets, DDS source times of commands",
     }
     save("pipeline", results)
 
