@@ -152,7 +152,8 @@ def main() -> None:
     if not targets:
         raise SystemExit(f"vla_node sent no targets in {args.seconds} s; its last status: "
                          f"{statuses[-1].reason if statuses else 'none'}")
-    command_rate = float((len(command_times) - 1) / (command_times[-1] - command_times[0])) if len(command_times) > 1 else 0.0
+    command_rate = (float((len(command_arrivals) - 1) / (command_arrivals[-1] - command_arrivals[0]))
+                    if len(command_arrivals) > 1 else 0.0)
     e2e = percentiles(frame_to_command) if frame_to_command else {}
     results = {
         "instruction": args.instruction, "seconds": args.seconds, "startup_seconds": startup,

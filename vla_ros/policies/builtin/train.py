@@ -37,8 +37,7 @@ class TrainingData:
     instruction_ids: np.ndarray  # (N,) index into instructions
     instructions: list[str]
     episode_of_frame: np.ndarray  # (N,) position of the frame's episode in dataset.episodes
-    task_kinds: list[str]  # the task kinds present (pick, home, ...)
-    kind_of_frame: np.ndarray  # (N,) index into task_kinds
+    kind_of_frame: np.ndarray  # (N,) index of the frame's task kind (pick, home, ...), for balance_tasks
     # Per episode (E, 4): where its named objects were, and which exist (only with grounding_weight > 0)
     grounding: np.ndarray | None = None
     grounding_mask: np.ndarray | None = None
@@ -82,7 +81,6 @@ def load_training_data(datasets: list[EpisodeDataset], config: VLAConfig) -> Tra
         instruction_ids=np.concatenate(instruction_ids),
         instructions=list(instructions),
         episode_of_frame=np.concatenate(episode_of_frame),
-        task_kinds=list(kinds),
         kind_of_frame=np.concatenate(kind_of_frame),
         grounding=grounding[0],
         grounding_mask=grounding[1],
