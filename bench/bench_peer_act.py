@@ -2,7 +2,8 @@
 
 1. converts our demonstration set (vla_ros.dataset format) to a LeRobot dataset,
 2. trains LeRobot's ACT on it in LeRobot's own environment for the same wall-clock
-   training time as the builtin policy's checkpoint records (metadata train_seconds),
+   training time as the builtin policy's checkpoint records (metadata train_seconds, plus
+   those of the run it was fine-tuned from),
 3. evaluates the builtin policy and ACT (through vla_ros's lerobot backend) in the
    same seeded simulator episodes with vla_ros.evaluation.evaluate, and times one
    policy call of each on the same observations,
@@ -84,6 +85,13 @@ def evaluation_row(report: dict, latency: dict, n_action_steps: int) -> dict:
     }
 
 
+def training_seconds(metadata: dict) -> float | None:
+    """A checkpoint's whole training time: its own run plus the run it was fine-tuned from, if any."""
+    own = metadata.get("train_seconds")
+    parent = (metadata.get("initialised_from") or {}).get("train_seconds") or 0.0
+    return own + parent if own else None
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 4) if a is not None and b else None
 
@@ -99,7 +107,7 @@ def main() -> int:
     parser.add_argument("--lerobot-python", default=os.environ.get("VLA_ROS_LEROBOT_PYTHON"),
                         help="python of the LeRobot environment (default $VLA_ROS_LEROBOT_PYTHON)")
     parser.add_argument("--budget-minutes", type=float,
-                        help="ACT's training time (default: the builtin checkpoint's train_seconds)")
+                        help="ACT's training time (default: the builtin checkpoint's whole training time)")
     parser.add_argument("--chunk-size", type=int, default=20, help="ACT chunk (20 = 2 s at 10 Hz)")
     parser.add_argument("--n-action-steps", type=int, default=10, help="ACT steps executed per chunk")
     parser.add_argument("--batch-size", type=int, default=8, help="ACT batch size (LeRobot's default 8)")
@@ -117,7 +125,7 @@ def main() -> int:
     from vla_ros.policies.builtin.policy import BuiltinPolicy
 
     builtin = BuiltinPolicy.load(args.builtin)
-    builtin_seconds = builtin.metadata.get("train_seconds")
+    builtin_seconds = training_seconds(builtin.metadata)
     budget = args.budget_minutes * 60 if args.budget_minutes else builtin_seconds
     if not budget:
         parser.error(f"{args.builtin} records no train_seconds: give --budget-minutes")
@@ -149,7 +157,8 @@ def main() -> int:
         "data": str(args.data.resolve()),
         "builtin_checkpoint": str(args.builtin.resolve()),
         "budget": {"seconds": round(budget, 1), "source": "--budget-minutes" if args.budget_minutes
-                   else "builtin checkpoint metadata train_seconds (wall clock, includes its periodic evaluations)",
+                   else "builtin checkpoint metadata: train_seconds of its run and of the run it was fine-tuned "
+                   "from (wall clock, includes vision pretraining and periodic evaluations)",
                    "builtin_train_seconds": builtin_seconds, "act_train_seconds": training["train_seconds"],
                    "act_cpu_seconds": training["cpu_seconds"]},
         "act_training": {k: v for k, v in training.items() if k != "loss_history"}

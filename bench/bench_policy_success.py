@@ -25,6 +25,18 @@ def parse_policy(text: str) -> tuple[str, str]:
     return name, source or name
 
 
+def success_per_split(name: str, source: str, episodes: int, seed: int, image_size: int) -> dict:
+    """Evaluate one policy on every split's seeded episodes; one row per split."""
+    rows = {}
+    for split in SPLITS:
+        report = evaluate(source, episodes, seed, split, image_size=image_size)
+        rows[split] = {key: report[key] for key in ("episodes", "successes", "success_rate",
+                                                    "mean_time_to_success", "per_task")}
+        rows[split]["wall_seconds"] = report["timing"]["wall_seconds"]
+        print(f"{name} {split}: {report['successes']}/{report['episodes']} ({report['success_rate']:.1%})", flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--episodes", type=int, default=200, help="episodes per split (default 200)")
@@ -37,13 +49,7 @@ def main() -> None:
 
     policies = {}
     for name, source in map(parse_policy, args.policies):
-        rows = {}
-        for split in SPLITS:
-            report = evaluate(source, args.episodes, args.seed, split, image_size=args.image_size)
-            rows[split] = {key: report[key] for key in ("episodes", "successes", "success_rate",
-                                                        "mean_time_to_success", "per_task")}
-            rows[split]["wall_seconds"] = report["timing"]["wall_seconds"]
-            print(f"{name} {split}: {report['successes']}/{report['episodes']} ({report['success_rate']:.1%})")
+        rows = success_per_split(name, source, args.episodes, args.seed, args.image_size)
         policies[name] = {"source": source, "splits": rows,
                           "met": {s: rows[s]["success_rate"] >= TARGETS[s] for s in SPLITS}}
     save("policy_success", {"episodes_per_split": args.episodes, "seed": args.seed, "image_size": args.image_size,

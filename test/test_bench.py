@@ -22,6 +22,10 @@ def test_report_lists_targets_met_and_not_met_and_unknown_benchmarks(tmp_path):
         "seen": {"success_rate": 0.96, "mean_time_to_success": 2.0,
                  "per_task": {"pick": {"success_rate": 1.0}}},
         "unseen": {"success_rate": 0.5, "per_task": {"pick": {"success_rate": 0.5}}}}}}})
+    _write(results, "policy_heads", {"episodes_per_split": 4, "seed": 1, "recipe": "same", "heads": {
+        name: {"steps": 10, "parameters": 5, "train_seconds": 1.0, "splits": {
+            "seen": {"success_rate": rate}, "unseen": {"success_rate": 0.0}, "paraphrase": {"success_rate": 0.0}}}
+        for name, rate in (("continuous", 0.5), ("tokens", 0.25), ("flow", 0.75))}})
     _write(results, "soak", {"rss_growth_mb": {"vla_node": 1.5}, "machine": {"cores": 2}})
     _write(results, "fuzz", {"crashes": [{"node": "camera_node", "exit": -11}], "unsafe_commands": 0})
     text = render(results, tmp_path / "docs" / "BENCHMARKS.md")
@@ -37,6 +41,7 @@ def test_report_lists_targets_met_and_not_met_and_unknown_benchmarks(tmp_path):
     assert "| rss_growth_mb.vla_node | 1.5 |" in text  # a benchmark without its own section still shows
     assert (tmp_path / "docs" / "benchmarks" / "pipeline_latency.png").stat().st_size > 0
     assert (tmp_path / "docs" / "benchmarks" / "policy_success.png").stat().st_size > 0
+    assert "| flow | 0.75 | 0 | 0 |" in text and (tmp_path / "docs" / "benchmarks" / "policy_heads.png").is_file()
 
 
 def test_bench_all_runs_a_script_and_renders_the_report(tmp_path):

@@ -129,6 +129,25 @@ def test_fine_tuning_starts_from_the_initial_policy(tmp_path, language):
         train(root, replace(config, hidden_dim=32), tmp_path / "wrong.pt", init=first, progress=False)
 
 
+def test_a_new_head_trains_on_another_policys_vision(tmp_path, language):
+    root = _make_dataset(tmp_path / "data")
+    config = VLAConfig.from_dict({**CONFIGS["tiny"].to_dict(), "steps": 3})
+    source = train(root, config, tmp_path / "source.pt", progress=False)
+    # Frozen vision at learning rate 0: the encoder and keypoints stay exactly the source's.
+    tokens = train(root, replace(config, head="tokens", freeze_vision=True, learning_rate=0.0, steps=1),
+                   tmp_path / "tokens.pt", vision_from=source, progress=False)
+    for name in ("vision", "keypoints"):
+        for key, value in getattr(source.model, name).state_dict().items():
+            assert (getattr(tokens.model, name).state_dict()[key] == value).all(), f"{name}.{key}"
+    # Everything else starts fresh: the trunk is not the trained source's.
+    assert not (tokens.model.trunk[0].weight == source.model.trunk[0].weight).all()
+    assert tokens.config.head == "tokens" and tokens.metadata["vision_from"]["trained_on"]["episodes"] == 8
+    with pytest.raises(ValueError, match="vision policy's vision does not match"):
+        train(root, replace(config, channels=(4, 8, 8, 8)), tmp_path / "wrong.pt", vision_from=source, progress=False)
+    with pytest.raises(ValueError, match="not both"):
+        train(root, config, tmp_path / "both.pt", init=source, vision_from=source, progress=False)
+
+
 def test_corrupted_or_mismatched_checkpoints_give_clear_errors(tmp_path, language):
     root = _make_dataset(tmp_path / "data")
     path = tmp_path / "policy.pt"

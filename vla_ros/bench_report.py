@@ -177,6 +177,23 @@ def _policy_success(data: dict, plots: Path) -> list[str]:
     return lines
 
 
+def _policy_heads(data: dict, plots: Path) -> list[str]:
+    splits = ("seen", "unseen", "paraphrase")
+    heads = data.get("heads", {})
+    rows = [[name, *(_format(lookup(head, f"splits.{s}.success_rate")) for s in splits),
+             _format(lookup(head, "splits.seen.mean_time_to_success"), "s"), _format(head.get("parameters")),
+             _format(head.get("train_seconds"), "s")] for name, head in heads.items()]
+    _bars({name: [lookup(head, f"splits.{s}.success_rate") for s in splits] for name, head in heads.items()},
+          list(splits), "success rate", plots / "policy_heads.png")
+    steps = sorted({head.get("steps") for head in heads.values()})
+    return table(["head", "seen", "unseen", "paraphrase", "time to success (seen)", "parameters", "training"],
+                 rows) + [
+        f"Recipe: {data.get('recipe')}; {', '.join(map(str, steps))} steps each; "
+        f"{data.get('episodes_per_split')} seeded episodes per split (seed {data.get('seed')}). "
+        "Forward-pass times per head: the policy forward pass section.", "",
+        "![success per head](benchmarks/policy_heads.png)", ""]
+
+
 def _peer(data: dict, plots: Path) -> list[str]:
     splits = ("seen", "unseen", "paraphrase")
     rows = [[name, _format(lookup(data, f"{key}.success_rate")),
@@ -193,6 +210,7 @@ def _peer(data: dict, plots: Path) -> list[str]:
 SECTIONS: dict[str, tuple[str, Callable[[dict, Path], list[str]]]] = {
     "pipeline": ("End to end: camera frame -> joint commands (whole graph over DDS)", _pipeline),
     "policy_success": ("Policy success in the simulator", _policy_success),
+    "policy_heads": ("Action heads compared (continuous chunk, 256-bin tokens, flow matching)", _policy_heads),
     "policy_latency": ("Policy forward pass", _policy_latency),
     "peer_act": ("A peer side by side: LeRobot ACT on the same data", _peer),
 }

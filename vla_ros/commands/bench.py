@@ -24,6 +24,7 @@ QUICK_ARGS: dict[str, list[str]] = {
     "policy_latency": ["--repeats", "100"],
     "pipeline": ["--seconds", "5"],
     "policy_success": ["--episodes", "6", "--policies", "builtin"],
+    "policy_heads": ["--episodes", "3", "--steps", "20", "--work-dir", "runs/heads-quick"],
     "peer_act": ["--episodes", "6"],
     "faults": ["--repeats", "1"],
     "fuzz": ["--seconds", "1"],

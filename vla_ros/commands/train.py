@@ -5,6 +5,8 @@ import argparse
 import sys
 from dataclasses import replace
 
+from vla_ros.policies.builtin.config import HEADS
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, nargs="+", metavar="DIR",
@@ -19,6 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", metavar="CHECKPOINT",
                         help="fine-tune: start from this checkpoint's weights and normalisation ('builtin' = the "
                         "shipped one); its config is used, with --steps/--seed/--learning-rate/--grounding-weight/--balance-tasks applied")
+    parser.add_argument("--vision-from", metavar="CHECKPOINT",
+                        help="take only the vision encoder and keypoints from this checkpoint ('builtin' = the "
+                        "shipped one), skip vision pretraining, train the rest of --config afresh (compares heads "
+                        "or fusions on one perception)")
+    parser.add_argument("--head", choices=HEADS, help="action head (default: the config's; docs/POLICY.md)")
     parser.add_argument("--learning-rate", type=float, help="peak learning rate (default: the config's)")
     parser.add_argument("--grounding-weight", type=float, metavar="W",
                         help="weight of the auxiliary loss on where the named objects are (0: off; default: "
@@ -42,9 +49,12 @@ def run(args: argparse.Namespace) -> int:
     from vla_ros.policies.builtin.train import train
 
     try:
-        init = _initial_policy(args.init) if args.init else None
+        if args.init and (args.vision_from or args.head):
+            raise ValueError("--init fine-tunes a whole checkpoint: --vision-from and --head do not apply")
+        init = _load_policy(args.init) if args.init else None
+        vision_from = _load_policy(args.vision_from) if args.vision_from else None
         config = init.config if init is not None else named_config(args.config)
-        overrides = {k: v for k, v in (("steps", args.steps), ("seed", args.seed),
+        overrides = {k: v for k, v in (("steps", args.steps), ("seed", args.seed), ("head", args.head),
                                        ("learning_rate", args.learning_rate),
                                        ("grounding_weight", args.grounding_weight),
                                        ("balance_tasks", args.balance_tasks or None)) if v is not None}
@@ -58,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     evaluate = sim_success(args.eval_episodes, config.image_size) if args.eval_episodes else None
     try:
-        policy = train(args.data, config, args.out, resume=args.resume, init=init, evaluate=evaluate,
-                       eval_every=args.eval_every)
+        policy = train(args.data, config, args.out, resume=args.resume, init=init, vision_from=vision_from,
+                       evaluate=evaluate, eval_every=args.eval_every)
     except (DatasetError, LanguageEncoderError, MemoryError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -67,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _initial_policy(checkpoint: str):
+def _load_policy(checkpoint: str):
     from vla_ros.policies.builtin.policy import SHIPPED_CHECKPOINT, BuiltinPolicy
 
     return BuiltinPolicy.load(SHIPPED_CHECKPOINT if checkpoint == "builtin" else checkpoint)

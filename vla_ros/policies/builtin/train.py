@@ -225,15 +225,29 @@ def split_episodes(num_episodes: int, val_fraction: float, seed: int) -> np.ndar
     return val
 
 
+def _load_vision(model: VLAModel, source: BuiltinPolicy) -> None:
+    """Copy the vision encoder and keypoints of `source` into `model`; their shapes must match."""
+    for name in ("vision", "keypoints"):
+        try:
+            getattr(model, name).load_state_dict(getattr(source.model, name).state_dict())
+        except RuntimeError as err:
+            raise ValueError(f"the vision policy's {name} does not match the training config: {err}") from err
+
+
 def train(data_dirs: str | Path | list[str | Path], config: VLAConfig, out: str | Path, *, resume: bool = False,
-          init: BuiltinPolicy | None = None, evaluate: Callable[[BuiltinPolicy], float] | None = None, eval_every: int = 0,
+          init: BuiltinPolicy | None = None, vision_from: BuiltinPolicy | None = None,
+          evaluate: Callable[[BuiltinPolicy], float] | None = None, eval_every: int = 0,
           val_every: int = 500, val_fraction: float = 0.05, progress: bool = True) -> BuiltinPolicy:
     """Train the policy on one dataset directory or several and save it to `out`; returns the trained policy.
 
     With `init`, training starts from that policy's weights and keeps its normalisation
     (fine-tuning, e.g. on demonstrations plus DAgger rollouts); its architecture must
-    match `config`.
+    match `config`. With `vision_from`, only the vision encoder and keypoints come from
+    that policy (no vision pretraining) and everything else starts fresh: how heads or
+    fusions are compared on one perception.
     """
+    if init is not None and vision_from is not None:
+        raise ValueError("give init (fine-tune everything) or vision_from (reuse the vision), not both")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -252,6 +266,8 @@ def train(data_dirs: str | Path | list[str | Path], config: VLAConfig, out: str 
     state_path = out.with_name(out.name + ".train_state")
     if resume and state_path.is_file():
         trainer.load_state_dict(torch.load(state_path, map_location="cpu", weights_only=False))
+    elif vision_from is not None:
+        _load_vision(trainer.model, vision_from)
     elif init is None and config.vision_pretrain_steps > 0:
         trainer.history["vision_pretrain"] = pretrain_vision(trainer.model, config, progress)
         trainer.history["elapsed"] = trainer.history["vision_pretrain"]["seconds"]  # counted in train_seconds
@@ -275,6 +291,9 @@ def train(data_dirs: str | Path | list[str | Path], config: VLAConfig, out: str 
     if init is not None:
         metadata["initialised_from"] = {"trained_on": init.metadata.get("trained_on"),
                                         "train_seconds": init.metadata.get("train_seconds")}
+    if vision_from is not None:
+        metadata["vision_from"] = {"trained_on": vision_from.metadata.get("trained_on"),
+                                   "train_seconds": vision_from.metadata.get("train_seconds")}
     started = time.monotonic() - trainer.history.get("elapsed", 0.0)  # resumed runs keep counting
     bar = tqdm(total=config.steps, initial=trainer.step, desc="train", disable=not progress, unit="step")
     running = []
