@@ -111,7 +111,7 @@ def main() -> int:
     parser.add_argument("--chunk-size", type=int, default=20, help="ACT chunk (20 = 2 s at 10 Hz)")
     parser.add_argument("--n-action-steps", type=int, default=10, help="ACT steps executed per chunk")
     parser.add_argument("--batch-size", type=int, default=8, help="ACT batch size (LeRobot's default 8)")
-    parser.add_argument("--episodes", type=int, default=60, help="evaluation episodes (default 60, 20 per split)")
+    parser.add_argument("--episodes", type=int, default=300, help="evaluation episodes (default 300, 100 per split)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--image-size", type=int, default=96, help="camera image size (the dataset's: 96)")
     parser.add_argument("--latency-calls", type=int, default=30)
