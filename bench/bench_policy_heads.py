@@ -48,6 +48,7 @@ def main() -> int:
     parser.add_argument("--retrain", action="store_true", help="train the heads again even if checkpoints exist")
     args = parser.parse_args()
 
+    torch.set_num_threads(1)  # as bench_policy_success: evaluations, not latency measurements
     heads = {}
     for head in HEADS:
         checkpoint = args.work_dir / f"{head}.pt"
@@ -57,7 +58,6 @@ def main() -> int:
                              f"--image-size 96 --out {args.data}")
             train_head(head, args.data, args.steps, checkpoint)
         policy = BuiltinPolicy.load(checkpoint)
-        torch.set_num_threads(1)  # as bench_policy_success: evaluations, not latency measurements
         heads[head] = {
             "checkpoint": str(checkpoint.resolve()),
             "steps": policy.config.steps,
