@@ -54,16 +54,18 @@ def test_frames_are_annotated_and_markers_published(ros_node, start_process):
     ros_node.create_timer(0.1, publish_all)
     end = np.round(_scene_camera().project(path)[0][-1]).astype(int)
 
-    def path_drawn():
-        return any(tuple(image_to_rgb(m)[end[1], end[0]]) == debug_view.PATH_COLOUR for m in images)
+    def fully_annotated(message) -> bool:
+        # Topics arrive in no set order (the first frames may precede the statuses): wait for a
+        # frame drawn after all of them, with the path and both states in its top band.
+        rgb = image_to_rgb(message)
+        band = rgb[:60]
+        return tuple(rgb[end[1], end[0]]) == debug_view.PATH_COLOUR and all(
+            (band == debug_view.STATE_COLOURS[state]).all(axis=2).any() for state in ("RUNNING", "LIMITED"))
 
-    assert spin_until(ros_node, path_drawn, STARTUP_TIMEOUT), process.output()
-    out = next(m for m in images if tuple(image_to_rgb(m)[end[1], end[0]]) == debug_view.PATH_COLOUR)
+    assert spin_until(ros_node, lambda: any(map(fully_annotated, images)), STARTUP_TIMEOUT), process.output()
+    out = next(m for m in images if fully_annotated(m))
     assert (out.encoding, out.width, out.height, out.header.frame_id, out.header.stamp.sec) == (
         "rgb8", WIDTH, HEIGHT, SCENE_FRAME, 42)
-    band = image_to_rgb(out)[:60]
-    for state in ("RUNNING", "LIMITED"):
-        assert (band == debug_view.STATE_COLOURS[state]).all(axis=2).any(), state
 
     # Markers are republished as inputs arrive: judge the first array drawn from all of them
     # (the chunk and /vla/status can reach the node after its first markers).
