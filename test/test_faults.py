@@ -23,7 +23,6 @@ from vla_ros.graph_probe import GraphProbe, running_sim_graph
 from vla_ros.node_common import stamp_from_seconds
 from vla_ros.nodes.vla_node import PARAMS as VLA_PARAMS
 from vla_ros.safety import SafetyState
-from vla_ros.safety.filter import MEASUREMENT_SLACK
 
 STARTUP_TIMEOUT = 120.0  # the policy node alone took 45 s to come up beside a training job
 VLA_MAX_AGE = next(p.default for p in VLA_PARAMS if p.name == "max_age")
@@ -31,6 +30,10 @@ VLA_MAX_AGE = next(p.default for p in VLA_PARAMS if p.name == "max_age")
 PUBLISH_DELAY = 0.15
 # The safety filter times joint states by their arrival, which a loaded machine delays.
 ARRIVAL_DELAY = 0.3
+# The restarted arm settles by 1-2 mrad before the filter's first accepted joint state (1.07 mrad
+# seen on an idle machine, 1.9 on a loaded one), which the probe may not receive; a command
+# continuing from before the restart would be off by the motion before the kill (tenths of a radian).
+RESTART_SLACK = 0.005
 FUZZ_SECONDS = 1.0  # per topic
 
 
@@ -80,7 +83,7 @@ class TestWallClockGraph:
         assert outage.commands_after_fault == 0, outage
         assert outage.last_command_s <= config.state_timeout + ARRIVAL_DELAY, outage
         # The restarted arm stands at its start pose: the commands start where it is, at rest.
-        assert outage.restart_offset <= MEASUREMENT_SLACK, outage
+        assert outage.restart_offset <= RESTART_SLACK, outage
         assert not probe.command_violations(), probe.command_violations()
 
     def test_an_estop_mid_motion_brakes_and_never_moves_away_from_the_hold(self, moving):
@@ -159,7 +162,7 @@ def test_a_simulated_clock_jumping_back_publishes_nothing_unsafe(sim_time_graph)
     offset = faults.restart_offset(probe, new_clock)
     jump = faults.first_state(probe, lambda s: s == SafetyState.FAULT, killed)
     print(f"restart offset {offset:.2e}; {jump}")
-    assert offset <= MEASUREMENT_SLACK, f"the first command after the restart is {offset:.3f} from the arm"
+    assert offset <= RESTART_SLACK, f"the first command after the restart is {offset:.3f} from the arm"
     assert jump is not None and "clock jumped back" in jump[3]
     probe.settle(1.0)
     assert not probe.command_violations(started), probe.command_violations(started)
