@@ -42,7 +42,8 @@ def main() -> int:
     parser.add_argument("--work-dir", type=Path, default=Path("runs/heads"),
                         help="where the head checkpoints go (reused when present)")
     parser.add_argument("--steps", type=int, default=4000, help="training steps per head")
-    parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes per split")
+    parser.add_argument("--episodes", type=int, default=50,
+                        help="evaluation episodes per split (50: the three heads fit in a make bench run)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the episode plan (bench_policy_success's)")
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--retrain", action="store_true", help="train the heads again even if checkpoints exist")
