@@ -77,15 +77,31 @@ def test_first_output_holds_the_measured_position():
     np.testing.assert_array_equal(out.positions, HOME)
 
 
-def test_a_measurement_just_past_a_limit_is_held_at_the_limit_and_one_far_past_where_it_is():
+def test_a_measurement_just_past_a_limit_starts_at_the_limit_and_one_far_past_publishes_nothing():
     upper = SafetyFilter().config.joint_limits.upper
     start = HOME.copy()
     start[7] = upper[7] + 4e-4  # a finger resting against its stop
     out, _ = Rig(start=start).step()
     assert out.positions[7] == upper[7]
-    start[7] = upper[7] + 0.01  # beyond measurement noise: held, never moved further out
+    start[7] = upper[7] + 0.01  # beyond measurement noise: a hold there would be outside the limits
     out, _ = Rig(start=start).step()
-    assert out.positions[7] == start[7]
+    assert (out.positions, out.state) == (None, SafetyState.FAULT)
+    assert out.reason.startswith("measured position past the joint limits (panda_finger_joint1)"), out.reason
+
+
+def test_a_measured_pose_below_the_table_publishes_nothing_until_the_arm_is_measured_inside():
+    # What a fuzzed /joint_states did before this was refused: the filter restarted at the
+    # measured pose, under the table, and held it (20 commands outside the workspace).
+    below = HOME.copy()
+    below[1] += 1.5  # shoulder tilted forward: the flange dips below the table
+    rig = Rig(start=below)
+    assert rig.filter.config.workspace.check(below[:7]).violation > 0
+    out, _ = rig.step()
+    assert (out.positions, out.state) == (None, SafetyState.FAULT)
+    assert out.reason.startswith("measured pose outside the workspace (table:"), out.reason
+    rig.arm = HOME.copy()  # measured inside again: the stream starts there
+    out, _ = rig.step()
+    assert out.state != SafetyState.FAULT and np.array_equal(out.positions, HOME)
 
 
 @pytest.mark.parametrize(
@@ -272,7 +288,9 @@ def test_joint_states_that_jump_further_than_the_arm_can_move_restart_the_stream
 
 
 def test_an_arm_moving_at_its_velocity_limit_is_not_taken_for_a_jump():
-    rig = Rig()
+    start = HOME.copy()
+    start[7] = 0.0  # fingers closed, so the first measurement of the opening ones is inside the limits
+    rig = Rig(start=start)
     limit = rig.filter.config.joint_limits.velocity
     for _ in range(50):
         rig.now += rig.dt

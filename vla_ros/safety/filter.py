@@ -277,7 +277,10 @@ class SafetyFilter:
         if state_problem:  # never (re)start the stream from a stale measurement
             return self._reject_command("no_state", state_problem)
         if self._q is None:
-            self._start_at_measured()
+            refused = self._start_at_measured()
+            if refused:
+                self.counters.fault_steps += 1
+                return SafetyOutput(None, SafetyState.FAULT, refused)
         blocked = self._blocking_reason()
         if blocked:
             category, reason = blocked
@@ -353,7 +356,10 @@ class SafetyFilter:
                 fault += f"; e-stop latched ({self._estop_reason})"
             return SafetyOutput(None, SafetyState.FAULT, fault)
         if self._q is None:
-            self._start_at_measured()
+            refused = self._start_at_measured()
+            if refused:
+                self.counters.fault_steps += 1
+                return SafetyOutput(None, SafetyState.FAULT, refused)
 
         state, reason = self._hold_state(now)
         labels: list[str] = []
@@ -388,17 +394,25 @@ class SafetyFilter:
         return SafetyOutput(q_next.copy(), state, reason, active)
 
     # -------------------------------------------------------------- internals
-    def _start_at_measured(self) -> None:
-        """(Re)start the command stream where the arm is, at rest.
+    def _start_at_measured(self) -> str | None:
+        """(Re)start the command stream where the arm is, at rest; or say why it cannot.
 
         A measurement past a limit by no more than MEASUREMENT_SLACK (a finger resting
-        against its stop reads 0.04001 m) starts at the limit, so even a hold command is
-        inside the limits; an arm further out is held where it is (never moved further)."""
-        slack = MEASUREMENT_SLACK
+        against its stop reads 0.04001 m) starts at the limit. A measurement further past a
+        joint limit, or outside the workspace, is refused: holding there would publish a
+        command outside the limits (and such a measurement is as likely wrong as true: a
+        fuzzed /joint_states did it), so nothing is published until the arm is measured inside."""
         inside = np.clip(self._measured, self._lower, self._upper)
-        self._q = np.where(np.abs(inside - self._measured) <= slack, inside, self._measured)
-        self._v = np.zeros(N_JOINTS)
-        self._q_violation = self.config.workspace.check(self._q[:N_ARM]).violation
+        beyond = np.flatnonzero(np.abs(inside - self._measured) > MEASUREMENT_SLACK)
+        if len(beyond):
+            names = ", ".join(arm.COMMANDED_JOINTS[i] for i in beyond)
+            return f"measured position past the joint limits ({names}): no command until it is inside"
+        check = self.config.workspace.check(inside[:N_ARM])
+        if check.violation > 0:
+            return (f"measured pose outside the workspace ({', '.join(check.violated)}): "
+                    "no command until it is inside")
+        self._q, self._v, self._q_violation = inside, np.zeros(N_JOINTS), 0.0
+        return None
 
     def _advance(self, velocity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The next command at `velocity`, never past a position limit (nor, when the arm started
