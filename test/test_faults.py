@@ -144,7 +144,10 @@ def _move_joint1(probe: GraphProbe, radians: float, seconds: float) -> None:
 def test_a_simulated_clock_jumping_back_publishes_nothing_unsafe(sim_time_graph):
     graph, probe = sim_time_graph
     started = time.time()
-    _move_joint1(probe, 0.4, 2.0)
+    for _ in range(3):  # a simulator stall (FAULT, then a restart where the arm is) can cut a move short
+        _move_joint1(probe, 0.4, 2.0)
+        if probe.measured()[0] - probe.start_positions[0] > 0.2:
+            break
     assert probe.measured()[0] - probe.start_positions[0] > 0.2, "the arm did not follow the targets"
     # A second /clock publisher, behind the simulator's: the clock jumps back and forth.
     clock = probe.in_spin_thread(probe.node.create_publisher, Clock, "/clock", qos.RELIABLE)
