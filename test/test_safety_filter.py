@@ -96,7 +96,8 @@ def test_a_measured_pose_below_the_table_publishes_nothing_until_the_arm_is_meas
     below[1] += 1.5  # shoulder tilted forward: the flange dips below the table
     rig = Rig(start=below)
     assert rig.filter.config.workspace.check(below[:7]).violation > 0
-    out, _ = rig.step()
+    out, verdict = rig.step(HOME)
+    assert not verdict and "measured pose outside the workspace (table:" in verdict.reason, verdict
     assert (out.positions, out.state) == (None, SafetyState.FAULT)
     assert out.reason.startswith("measured pose outside the workspace (table:"), out.reason
     rig.arm = HOME.copy()  # measured inside again: the stream starts there

@@ -279,8 +279,7 @@ class SafetyFilter:
         if self._q is None:
             refused = self._start_at_measured()
             if refused:
-                self.counters.fault_steps += 1
-                return SafetyOutput(None, SafetyState.FAULT, refused)
+                return self._reject_command("no_state", refused)
         blocked = self._blocking_reason()
         if blocked:
             category, reason = blocked
