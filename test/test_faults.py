@@ -141,6 +141,10 @@ def _move_joint1(probe: GraphProbe, radians: float, seconds: float) -> None:
         time.sleep(0.02)
 
 
+def _first_fault(probe: GraphProbe, since: float, reason: str):
+    return faults.first_state(probe, lambda s: s == SafetyState.FAULT, since, reason)
+
+
 def test_a_simulated_clock_jumping_back_publishes_nothing_unsafe(sim_time_graph):
     graph, probe = sim_time_graph
     started = time.time()
@@ -152,9 +156,11 @@ def test_a_simulated_clock_jumping_back_publishes_nothing_unsafe(sim_time_graph)
     # A second /clock publisher, behind the simulator's: the clock jumps back and forth.
     clock = probe.in_spin_thread(probe.node.create_publisher, Clock, "/clock", qos.RELIABLE)
     behind = probe.safety[-1][1] / 2
+    jumping = time.time()
     for _ in range(20):
         clock.publish(Clock(clock=stamp_from_seconds(behind)))
         _move_joint1(probe, 0.01, 0.05)
+    assert probe.wait_for(lambda: _first_fault(probe, jumping, "clock jumped back"), 10.0), probe.safety[-5:]
     # The simulator restarts: its /clock starts again at 0 and its arm at the start pose.
     killed = faults.kill(graph, "mujoco_sim_node")
     graph.restart("mujoco_sim_node")
@@ -163,9 +169,12 @@ def test_a_simulated_clock_jumping_back_publishes_nothing_unsafe(sim_time_graph)
     new_clock = time.time() + 1.0
     assert probe.wait_for(lambda: probe.filter_commands(new_clock), 60.0), logs(graph)
     offset = faults.restart_offset(probe, new_clock)
-    jump = faults.first_state(probe, lambda s: s == SafetyState.FAULT, killed)
-    print(f"restart offset {offset:.2e}; {jump}")
+    restart = _first_fault(probe, killed, "restarting at the arm")
+    print(f"restart offset {offset:.2e}; {restart}")
     assert offset <= RESTART_SLACK, f"the first command after the restart is {offset:.3f} from the arm"
-    assert jump is not None and "clock jumped back" in jump[3]
+    # The filter sees the new simulator's clock jump back when it hears it before that clock has
+    # passed the old one; a slow discovery (3 s seen in CI) shows it as joint states resuming
+    # after a silence instead. Either way the stream must restart at the arm.
+    assert restart is not None, probe.safety[-5:]
     probe.settle(1.0)
     assert not probe.command_violations(started), probe.command_violations(started)

@@ -97,9 +97,10 @@ def settled_at(commands: list[Command]) -> Command | None:
     return commands[moving[-1] + 1] if moving.size else commands[0]
 
 
-def first_state(probe: GraphProbe, predicate, since: float) -> tuple[float, float, int, str] | None:
-    """The first /safety/status (arrival, stamp, state, reason) after `since` that satisfies `predicate`."""
-    return next((s for s in probe.safety if s[0] > since and predicate(s[2])), None)
+def first_state(probe: GraphProbe, predicate, since: float, reason: str = "") -> tuple[float, float, int, str] | None:
+    """The first /safety/status (arrival, stamp, state, reason) after `since` whose state satisfies
+    `predicate` and whose reason contains `reason`."""
+    return next((s for s in probe.safety if s[0] > since and predicate(s[2]) and reason in s[3]), None)
 
 
 @dataclass
