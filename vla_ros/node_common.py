@@ -22,7 +22,7 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
-from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
@@ -177,7 +177,7 @@ def _exit_hard() -> None:
     os._exit(1)
 
 
-def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None, threads: int = 1) -> int:
+def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -> int:
     """Create a node, spin it until Ctrl-C or SIGTERM, and shut down cleanly.
 
     Returns the process exit code: 0 after a clean shutdown, 2 for invalid configuration.
@@ -217,9 +217,11 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None, t
         # a full collection over them stalls every thread of the process for ~210 ms.
         gc.freeze()
         wake_executor.append(node.create_guard_condition(lambda: None))
-        # One thread unless a node asks for more: rclpy's multi-threaded executor adds
-        # scheduling overhead that starved 100 Hz timers on 2 cores.
-        executor = SingleThreadedExecutor() if threads == 1 else MultiThreadedExecutor(num_threads=threads)
+        # One executor thread in every node: rclpy's multi-threaded executor polls its wait set
+        # busily (~0.5 core in the simulator) and, holding the GIL, stalled the simulator's physics
+        # thread for 30-80 ms at a time; it also starved 100 Hz timers on 2 cores. Work that must
+        # not wait for callbacks runs in the node's own threads (physics, rendering, inference).
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         try:
             while not stop_requested.is_set():

@@ -323,7 +323,7 @@ class MujocoSimNode(Node):
 
 
 def main(args=None):
-    return run_node(MujocoSimNode, args, threads=3)
+    return run_node(MujocoSimNode, args)
 
 
 if __name__ == "__main__":
