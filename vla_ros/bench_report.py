@@ -137,6 +137,11 @@ def _pipeline(data: dict, plots: Path) -> list[str]:
     lines.append(f"Command rate {_format(data.get('command_rate_hz'), 'Hz')}; policy inference in the node p50 "
                  f"{_format(data.get('vla_node_inference_p50_ms'), 'ms')}; instruction: "
                  f"\"{data.get('instruction', '')}\", {_format(data.get('seconds'), 's')} window.")
+    runs = data.get("runs")
+    if runs:
+        p99s = ", ".join(_format(lookup(run, "frame_to_command_ms.p99"), "ms") for run in runs)
+        lines.append(f"The run with the median p99 of {len(runs)}, each on a freshly started graph "
+                     f"(frame -> /joint_commands p99 per run: {p99s}); the histogram pools all runs.")
     samples = data.get("frame_to_command_samples_ms")
     if samples:
         _histogram(samples, "frame -> /joint_commands (ms)", plots / "pipeline_latency.png")

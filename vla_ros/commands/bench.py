@@ -22,7 +22,7 @@ QUICK_ARGS: dict[str, list[str]] = {
     "camera": ["--repeats", "50", "--seconds", "3"],
     "speech": ["--clips", "20"],
     "policy_latency": ["--repeats", "100"],
-    "pipeline": ["--seconds", "5"],
+    "pipeline": ["--seconds", "5", "--repeats", "1"],
     "policy_success": ["--episodes", "6", "--policies", "builtin"],
     "policy_heads": ["--episodes", "3", "--steps", "20", "--work-dir", "runs/heads-quick"],
     "peer_act": ["--episodes", "6"],
