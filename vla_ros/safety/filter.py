@@ -42,6 +42,8 @@ N_ARM = len(arm.ARM_JOINTS)
 _GROUPS = (np.arange(N_ARM), np.array([GRIPPER_INDEX]))
 # Relative slack below which a scale factor counts as "did not act".
 _ACT_TOLERANCE = 1e-9
+# Rounding of the workspace distances (m) below which a brake path still counts as inside.
+_WORKSPACE_TOLERANCE = 1e-12
 
 
 class SafetyState(IntEnum):
@@ -215,7 +217,6 @@ class SafetyFilter:
         self._restart_reason: str | None = None  # the stream was dropped: the next step reports FAULT
         self._q: np.ndarray | None = None  # last output
         self._v: np.ndarray | None = None  # (last output - the one before) / dt
-        self._q_violation = 0.0  # how far the last output is outside the workspace (0: inside)
         self._segment: _Segment | None = None  # what is being followed; None: nothing
         self._progress = 0  # output periods into the segment
         self._goal_limited = False
@@ -285,8 +286,6 @@ class SafetyFilter:
             category, reason = blocked
             return self._reject_command(category, reason)
         target, notes = self._clip_target(target)
-        if target is None:
-            return self._reject_command("workspace", notes)
 
         if self._target_time is not None and 0 < now - self._target_time <= self.config.command_timeout + 1e-9:
             # Smoothed interval between targets: the reference takes that long to reach each one.
@@ -368,12 +367,11 @@ class SafetyFilter:
             self._drop_reference()
             v_desired = np.zeros(N_JOINTS)
         q_next, v_next = self._advance(self._saturate(v_desired, labels, following=state is None))
-        violated, q_next_violation = self._workspace_violation(q_next, v_next)
+        violated = self._workspace_violation(q_next, v_next)
         if violated:
             q_next, v_next = self._advance(self._brake_velocity())
-            q_next_violation = self.config.workspace.check(q_next[:N_ARM]).violation
             labels.extend(violated)
-        self._q, self._v, self._q_violation = q_next, v_next, q_next_violation
+        self._q, self._v = q_next, v_next
 
         active = tuple(dict.fromkeys(labels))
         self.counters.outputs += 1
@@ -410,14 +408,13 @@ class SafetyFilter:
         if check.violation > 0:
             return (f"measured pose outside the workspace ({', '.join(check.violated)}): "
                     "no command until it is inside")
-        self._q, self._v, self._q_violation = inside, np.zeros(N_JOINTS), 0.0
+        self._q, self._v = inside, np.zeros(N_JOINTS)
         return None
 
     def _advance(self, velocity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The next command at `velocity`, never past a position limit (nor, when the arm started
-        outside its range, further out), and the velocity that takes the command there."""
-        q_next = np.clip(self._q + self._dt * velocity, np.minimum(self._lower, self._q),
-                         np.maximum(self._upper, self._q))
+        """The next command at `velocity`, never past a position limit, and the velocity that takes
+        the command there."""
+        q_next = np.clip(self._q + self._dt * velocity, self._lower, self._upper)
         return q_next, (q_next - self._q) / self._dt
 
     def _reject_command(self, category: str, reason: str) -> Verdict:
@@ -514,13 +511,13 @@ class SafetyFilter:
     def _drop_reference(self) -> None:
         self._segment = None
 
-    def _clip_target(self, target: np.ndarray) -> tuple[np.ndarray | None, str]:
+    def _clip_target(self, target: np.ndarray) -> tuple[np.ndarray, str]:
         """The target inside the position limits and workspace, and a note of what was clipped.
 
         Positions are clipped per joint. A target whose arm pose leaves the
         workspace is pulled back along the straight joint-space line from the
-        current command to the furthest point inside (None when the current
-        command is itself outside: such a target is refused).
+        current command (inside: the stream starts inside and every step can
+        brake to rest inside) to the furthest point inside.
         """
         notes = []
         clipped = np.clip(target, self._lower, self._upper)
@@ -530,8 +527,6 @@ class SafetyFilter:
         workspace = self.config.workspace
         check = workspace.check(clipped[:N_ARM])
         if check.violation > 0:
-            if self._q_violation > 0:
-                return None, "target outside the workspace (" + ", ".join(check.violated) + ")"
             inside, outside = 0.0, 1.0
             for _ in range(30):  # bisection to ~1e-9 of the segment
                 middle = 0.5 * (inside + outside)
@@ -580,8 +575,8 @@ class SafetyFilter:
     def _saturate(self, v_desired: np.ndarray, labels: list[str], following: bool) -> np.ndarray:
         """The admissible next velocity closest to v_desired along its direction; names the limits that acted."""
         q, v = self._q, self._v
-        room_up = self._max_speed_toward(np.maximum(self._upper, q) - q)
-        room_down = self._max_speed_toward(q - np.minimum(self._lower, q))
+        room_up = self._max_speed_toward(self._upper - q)
+        room_down = self._max_speed_toward(q - self._lower)
 
         # 1. Scale the desired velocity (one factor per group) into the velocity
         #    limits, the braking room before the position limits and the allowed
@@ -656,24 +651,15 @@ class SafetyFilter:
         travel = np.cumsum(speeds, axis=0) * self._dt * np.sign(v)[None, :]
         return np.vstack([q[None, :], q[None, :] + travel])
 
-    def _workspace_violation(self, q_next: np.ndarray, v_next: np.ndarray) -> tuple[list[str], float]:
-        """Whether (q_next, v_next) can brake to rest inside the workspace.
-
-        Returns ([], violation of q_next) when it can, else (the violated checks, _).
-        Where the current command is already outside (the arm started there), a
-        candidate passes when it gets no further outside than the command now is.
-        """
+    def _workspace_violation(self, q_next: np.ndarray, v_next: np.ndarray) -> list[str]:
+        """The workspace checks that (q_next, v_next) would violate while braking to rest; [] if none."""
         workspace = self.config.workspace
-        allowed = self._q_violation + 1e-12
         path = self._brake_path(q_next, v_next)[:, :N_ARM]
-        first_violation = 0.0
         index = 0
         while index < len(path):
             check = workspace.check(path[index])
-            if index == 0:
-                first_violation = check.violation
-            if check.violation > allowed:
-                return list(check.violated), first_violation
+            if check.violation > _WORKSPACE_TOLERANCE:
+                return list(check.violated)
             if check.margin <= 0:
                 index += 1
                 continue
@@ -683,4 +669,4 @@ class SafetyFilter:
             if len(beyond) == 0:
                 break
             index += 1 + int(beyond[0])
-        return [], first_violation
+        return []
