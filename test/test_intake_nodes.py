@@ -27,8 +27,9 @@ STREAM_GAP = 0.5  # config/speech_node.yaml
 class Client:
     """The user's side: publishes text and audio, collects feedback, instructions and e-stops."""
 
-    def __init__(self, node):
+    def __init__(self, node, processes=()):
         self.node = node
+        self.processes = processes  # their logs explain an answer that never came
         self.feedback: list[InstructionFeedback] = []
         self.instructions: list[Instruction] = []
         self.estops: list[Bool] = []
@@ -39,9 +40,12 @@ class Client:
         self.audio_pub = node.create_publisher(AudioData, "/speech/audio", qos.AUDIO)
 
     def wait_ready(self):
+        # speech_node -> instruction_node too: a transcript published before they match is lost.
         assert spin_until(self.node, lambda: self.text_pub.get_subscription_count() > 0
                           and self.audio_pub.get_subscription_count() > 0
-                          and self.node.count_publishers("/vla/instruction_feedback") > 0, STARTUP_TIMEOUT)
+                          and self.node.count_publishers("/vla/instruction_feedback") > 0
+                          and self.node.count_publishers(speech_node.TRANSCRIPT_TOPIC) > 0
+                          and self.node.count_subscribers(speech_node.TRANSCRIPT_TOPIC) > 0, STARTUP_TIMEOUT)
         spin_until(self.node, lambda: False, 0.5)  # let the other side match our subscriptions too
 
     def say(self, text: str) -> InstructionFeedback:
@@ -62,7 +66,8 @@ class Client:
         return answer
 
     def _answer(self, start, match) -> InstructionFeedback:
-        assert spin_until(self.node, lambda: any(match(f) for f in self.feedback[start:]), ANSWER_TIMEOUT)
+        answered = spin_until(self.node, lambda: any(match(f) for f in self.feedback[start:]), ANSWER_TIMEOUT)
+        assert answered, "no answer; " + "\n".join(f"--- {p.log_path.name}\n{p.output()[-3000:]}" for p in self.processes)
         return next(f for f in self.feedback[start:] if match(f))
 
 
@@ -88,7 +93,7 @@ def intake(ros_context, tmp_path_factory):
     import rclpy
 
     node = rclpy.create_node("intake_test_client")
-    client = Client(node)
+    client = Client(node, processes)
     client.wait_ready()
     yield client
     node.destroy_node()
