@@ -80,9 +80,10 @@ def test_up_brings_the_graph_up_and_ctrl_c_stops_every_process(ros_node, start_p
     ros_node.create_subscription(Image, "/vla/image", received["images"].append, qos.SENSOR)
     assert spin_until(ros_node, lambda: received["joints"] and received["images"], 30.0), up.output()
     assert received["images"][-1].width == 128  # camera_node's policy frames from the simulator's camera
-    topics = dict(ros_node.get_topic_names_and_types())
-    for topic in ("/joint_commands", "/safety/status", "/vla/status", "/vla/instruction", "/vla/debug_image"):
-        assert topic in topics, sorted(topics)
+    expected = {"/joint_commands", "/safety/status", "/vla/status", "/vla/instruction", "/vla/debug_image"}
+    # Discovery of each node's endpoints completes on its own time: wait for all of them.
+    assert spin_until(ros_node, lambda: expected <= set(dict(ros_node.get_topic_names_and_types())), 30.0), (
+        sorted(dict(ros_node.get_topic_names_and_types())))
 
     assert up.stop() == 0, up.output()
     assert _all_gone(pids.values()), up.output()
