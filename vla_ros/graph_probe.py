@@ -43,7 +43,7 @@ from vla_ros.safety import SafetyState, load_config
 from vla_ros.safety.audit import received_violations
 from vla_ros.safety.filter import InputError, positions_by_name
 
-# Recent joint states kept (250 Hz from the simulator: a few seconds).
+# Recent joint states kept (100 Hz from the simulator: 20 seconds).
 JOINT_STATE_HISTORY = 2000
 
 

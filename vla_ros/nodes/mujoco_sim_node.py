@@ -64,7 +64,7 @@ PARAMS = [
     Param("realtime_factor", 1.0, "simulated seconds per wall-clock second (faster than real time: > 1)",
           _between(0.01, 100.0)),
     Param("publish_clock", False, "publish /clock and stamp messages with simulated time (for use_sim_time)"),
-    Param("joint_state_rate", 250.0, "/joint_states rate in Hz of simulated time", _between(100.0, 500.0)),
+    Param("joint_state_rate", 100.0, "/joint_states rate in Hz of simulated time", _between(100.0, 500.0)),
     Param("camera", "scene", "camera to publish: scene (fixed, in front) or wrist (on the hand)", one_of(*CAMERAS)),
     Param("camera_rate", 30.0, "camera images per simulated second; 0 turns the camera off", non_negative),
     Param("image_width", 320, "camera image width in pixels", _between(16, MAX_IMAGE_WIDTH)),
