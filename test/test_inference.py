@@ -123,6 +123,24 @@ def test_a_stale_image_or_joint_state_holds_and_says_which(closing):
     assert target is None and reason.startswith("joint state is stale")
 
 
+def test_an_instruction_starts_on_a_fresh_observation_not_a_stale_one(closing):
+    policy = CountingPolicy()
+    loop = make_loop(policy)
+    closing(loop)
+    observe(loop, 9.0)  # the newest frame is 1 s old when the instruction comes (a paused camera)
+    loop.start("a", "go home", 10.0)
+    time.sleep(0.05)
+    assert policy.calls == 0
+    # An image with a joint state older than max_age asks for nothing either.
+    loop.observe(TimedObservation(np.zeros((8, 8, 3), np.uint8), 10.05, START.copy(), 9.8))
+    time.sleep(0.05)
+    assert policy.calls == 0
+    observe(loop, 10.1)
+    assert wait_for(lambda: loop.stats.chunks_computed == 1)
+    target, _ = loop.tick(10.12)
+    assert target is not None and target.stamp == 10.1
+
+
 def test_a_failing_policy_holds_with_its_error_until_the_next_instruction(closing):
     policy = CountingPolicy(error=RuntimeError("CUDA out of memory"))
     loop = make_loop(policy)

@@ -139,7 +139,10 @@ class ClosedLoop:
     def observe(self, observation: TimedObservation) -> None:
         with self._lock:
             self._observation = observation
-            if self._instruction is not None and not self._error:
+            # An image and a joint state further apart than max_age: a chunk from them would act
+            # on a stale input (issue 8's gating), so only a consistent pair asks for one.
+            if (self._instruction is not None and not self._error
+                    and abs(observation.image_stamp - observation.state_stamp) <= self.max_age):
                 self._request_if_due(observation)
 
     def start(self, instruction_id: str, text: str, now: float) -> None:
@@ -152,9 +155,14 @@ class ClosedLoop:
             self._origin = now
             self._requested_step = -1
             self._error = ""
-            self._start_positions = None if self._observation is None else self._observation.state.copy()
-            if self._observation is not None:  # the newest frame starts it: no wait for the next
-                self._request_if_due(self._observation)
+            # The newest observation starts it at once, if fresh; else the next fresh one does (a
+            # first chunk from a frame older than max_age, e.g. from before a simulator reset,
+            # was executed and stamped that old).
+            newest = self._observation
+            fresh = newest is not None and now - min(newest.image_stamp, newest.state_stamp) <= self.max_age
+            self._start_positions = newest.state.copy() if fresh else None
+            if fresh:
+                self._request_if_due(newest)
 
     def stop(self) -> None:
         """No instruction any more (done, timed out, e-stopped): hold."""
