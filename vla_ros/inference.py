@@ -159,7 +159,7 @@ class ClosedLoop:
             # first chunk from a frame older than max_age, e.g. from before a simulator reset,
             # was executed and stamped that old).
             newest = self._observation
-            fresh = newest is not None and now - min(newest.image_stamp, newest.state_stamp) <= self.max_age
+            fresh = newest is not None and self._staleness(newest, now) is None
             self._start_positions = newest.state.copy() if fresh else None
             if fresh:
                 self._request_if_due(newest)
@@ -197,10 +197,9 @@ class ClosedLoop:
         observation = self._observation
         if observation is None:
             return None, "no observation yet"
-        image_age, state_age = now - observation.image_stamp, now - observation.state_stamp
-        if image_age > self.max_age or state_age > self.max_age:
-            which = "image" if image_age > self.max_age else "joint state"
-            return None, f"{which} is stale ({max(image_age, state_age):.2f} s old > max_age {self.max_age} s)"
+        stale = self._staleness(observation, now)
+        if stale:
+            return None, stale
         if self._start_positions is None:
             self._start_positions = observation.state.copy()
         elapsed = max(0.0, now - self._origin)
@@ -214,6 +213,14 @@ class ClosedLoop:
         fraction = min(1.0, (elapsed - step * self.step_period + self.control_period) / self.step_period)
         stamp = max((s for start, s in self._stamps.items() if start <= step), default=observation.image_stamp)
         return Target(previous + (current - previous) * fraction, stamp), ""
+
+    def _staleness(self, observation: TimedObservation, now: float) -> str | None:
+        """Why `observation` is too old to act on at `now` (its image or joint state older than max_age), or None."""
+        image_age, state_age = now - observation.image_stamp, now - observation.state_stamp
+        if image_age <= self.max_age and state_age <= self.max_age:
+            return None
+        which = "image" if image_age > self.max_age else "joint state"
+        return f"{which} is stale ({max(image_age, state_age):.2f} s old > max_age {self.max_age} s)"
 
     def _request_if_due(self, observation: TimedObservation) -> None:
         """Ask for a chunk when this observation's frame was captured in a step that is due."""
