@@ -173,8 +173,8 @@ def test_a_simulated_clock_jumping_back_publishes_nothing_unsafe(sim_time_graph)
     print(f"restart offset {offset:.2e}; {restart}")
     assert offset <= RESTART_SLACK, f"the first command after the restart is {offset:.3f} from the arm"
     # The filter sees the new simulator's clock jump back when it hears it before that clock has
-    # passed the old one; a slow discovery (3 s seen in CI) shows it as joint states resuming
-    # after a silence instead. Either way the stream must restart at the arm.
+    # passed the old one; after a slow discovery (3 s seen in CI) it sees joint states resume
+    # after a wall-clock silence instead. Either way the stream must restart at the arm.
     assert restart is not None, probe.safety[-5:]
     probe.settle(1.0)
     assert not probe.command_violations(started), probe.command_violations(started)

@@ -252,6 +252,31 @@ def test_states_on_a_new_clock_before_the_next_period_still_restart_at_the_arm()
     np.testing.assert_array_equal(out.positions, HOME)
 
 
+def test_joint_states_after_a_wall_clock_silence_restart_at_the_arm_whatever_the_simulated_clock_says():
+    # A fresh-clone CI run: the restarted simulator's clock had passed the old one by ~0.1 s when
+    # this node first heard it, so neither a jump back nor a stale state showed in simulated time,
+    # and 0.1 s let the arm "move" the 0.455 rad back to its start pose; the old command was held
+    # 0.455 rad from the arm. Only the wall clock saw the seconds the simulator was gone.
+    rig = Rig()
+    wall = 5000.0  # a monotonic clock: another origin than simulated time
+    for _ in range(60):
+        rig.step(moved({0: 0.5}), measured=False)
+        wall += rig.dt
+        assert rig.filter.set_measured(NAMES, rig.arm, rig.now, rig.now, arrival=wall)
+    assert rig.arm[0] > HOME[0] + 0.3
+    rig.now += 0.12
+    rig.arm = HOME.copy()
+    assert rig.filter.set_measured(NAMES, rig.arm, rig.now, rig.now, arrival=wall + 4.0)
+    out = rig.filter.step(rig.now)
+    assert out.state == SafetyState.FAULT and out.positions is None
+    assert "resumed after 4.000 s on the wall clock: restarting at the arm" in out.reason
+    rig.outputs, rig.start = [], HOME.copy()
+    rig.now += rig.dt
+    assert rig.filter.set_measured(NAMES, rig.arm, rig.now, rig.now, arrival=wall + 4.01)
+    out = rig.filter.step(rig.now)
+    np.testing.assert_array_equal(out.positions, HOME)
+
+
 def test_a_target_while_joint_states_are_stale_does_not_restart_at_the_stale_position():
     # A target arriving after a state timeout, just before the first fresh state: the stream
     # must restart where the arm is now, not where it was last measured (0.94 rad away in a

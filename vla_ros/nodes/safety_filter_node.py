@@ -19,6 +19,7 @@ Services
 from __future__ import annotations
 
 import sys
+import time
 
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
@@ -137,7 +138,8 @@ class SafetyFilterNode(Node):
             self._log_rejection("chunk", f"holding: action chunk {verdict.reason}")
 
     def _on_joint_states(self, msg: JointState) -> None:
-        verdict = self.filter.set_measured(msg.name, msg.position, stamp_seconds(msg.header.stamp), self._now())
+        verdict = self.filter.set_measured(msg.name, msg.position, stamp_seconds(msg.header.stamp), self._now(),
+                                           arrival=time.monotonic())
         if not verdict:
             self._log_rejection("joint_states", verdict.reason)
 

@@ -213,6 +213,7 @@ class SafetyFilter:
         self._measured: np.ndarray | None = None
         self._measured_time: float | None = None
         self._measured_stamp: float | None = None
+        self._measured_arrival: float | None = None  # monotonic wall clock, see set_measured
         self._latest_time: float | None = None  # the latest `now` any input or step was given
         self._restart_reason: str | None = None  # the stream was dropped: the next step reports FAULT
         self._q: np.ndarray | None = None  # last output
@@ -229,11 +230,15 @@ class SafetyFilter:
         self.last_rejection = ""
 
     # ----------------------------------------------------------------- inputs
-    def set_measured(self, names: Sequence[str], positions, stamp: float, now: float) -> Verdict:
+    def set_measured(self, names: Sequence[str], positions, stamp: float, now: float,
+                     arrival: float | None = None) -> Verdict:
         """Joint states (/joint_states). Extra joints are ignored; all COMMANDED_JOINTS must be there.
 
         States that do not continue the last accepted ones (after a state timeout, or further
-        than the arm can move) restart the command stream at the arm."""
+        than the arm can move) restart the command stream at the arm. `arrival` is a monotonic
+        wall-clock reading (default: `now`): on simulated time `now` stands still while the
+        simulator is gone, and a restarted simulator's clock can pass the old one before this
+        node hears it, so only a silence on the wall clock shows the restart."""
         self._watch_clock(now)
         try:
             measured = positions_by_name(names, positions, ignore_extra=True)
@@ -242,10 +247,12 @@ class SafetyFilter:
         problem = stamp_problem(stamp, now, self.config.state_timeout, self.config.max_future_stamp)
         if problem:
             return self._reject_state(f"joint states rejected: {problem}")
-        discontinuity = self._discontinuity(measured, stamp, now)
+        arrival = now if arrival is None else arrival
+        discontinuity = self._discontinuity(measured, stamp, now, arrival)
         if discontinuity:
             self._restart_stream(discontinuity)
         self._measured, self._measured_time, self._measured_stamp = measured, now, stamp
+        self._measured_arrival = arrival
         return Verdict(True)
 
     def set_confidence(self, confidence: float) -> Verdict:
@@ -461,17 +468,20 @@ class SafetyFilter:
         """
         reason = f"clock jumped back {seconds:.3f} s"
         self._restart_stream(reason)
-        self._measured = self._measured_time = self._measured_stamp = None
+        self._measured = self._measured_time = self._measured_stamp = self._measured_arrival = None
         self._target_time = self._target_stamp = self._target_interval = None
         self._waiting_reason = f"{reason}: waiting for /joint_states on the new clock"
 
-    def _discontinuity(self, measured: np.ndarray, stamp: float, now: float) -> str | None:
+    def _discontinuity(self, measured: np.ndarray, stamp: float, now: float, arrival: float) -> str | None:
         """Why these joint states do not continue the stream's arm, or None when they do."""
         if self._q is None or self._measured is None:
             return None  # no stream to continue: the next step starts at the arm anyway
         age = now - self._measured_time
         if age > self.config.state_timeout:
             return f"/joint_states resumed after {age:.3f} s"
+        silence = arrival - self._measured_arrival
+        if silence > self.config.state_timeout:
+            return f"/joint_states resumed after {silence:.3f} s on the wall clock"
         elapsed = max(age, stamp - self._measured_stamp, 0.0)
         excess = np.abs(measured - self._measured) - (JUMP_SPEED_FACTOR * self._velocity * elapsed + JUMP_SLACK)
         worst = int(np.argmax(excess))
