@@ -148,9 +148,6 @@ class VlaNode(Node):
         self.create_subscription(TaskStatus, TASK_TOPIC, self._on_task, qos.RELIABLE)
         self.create_subscription(SafetyStatus, SAFETY_STATUS_TOPIC, self._on_safety, qos.RELIABLE)
         self.create_timer(1.0 / p.control_rate, self._on_control)
-        # A new chunk is published, and its target sent, at once rather than at the next
-        # tick: up to a control period less between a frame and the motion it causes.
-        self._new_chunk = self.create_guard_condition(self._on_control)
         self.loop.on_chunk = self._on_chunk
         self.create_timer(0.5, self._publish_status)
         self._diagnostics = Diagnostics(self, self._diagnostic_checks)
@@ -235,7 +232,9 @@ class VlaNode(Node):
 
     def _on_chunk(self, result: ChunkResult) -> None:  # the inference thread
         self._chunks.append(result)
-        self._new_chunk.trigger()
+        # Published, and its target sent, at once rather than at the next tick: up to a
+        # control period less between a frame and the motion it causes.
+        self.executor.create_task(self._on_control)
 
     def _publish_chunk(self, result: ChunkResult) -> None:
         msg = ActionChunk(instruction_id=result.instruction_id, confidence=1.0, inference_time=result.seconds)
