@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from vla_ros.collection import Learner, collect
+from vla_ros.collection import Learner, collect, plan
 from vla_ros.dataset import EpisodeDataset
 
 
@@ -68,3 +68,15 @@ def test_dagger_learner_drives_and_the_expert_labels(tmp_path):
 def test_dagger_rejects_a_share_outside_0_1():
     with pytest.raises(ValueError, match="expert share"):
         Learner(HoldStill(), expert_share=1.5)
+
+
+def test_kinds_restrict_the_tasks_and_leave_the_default_plan_unchanged(tmp_path):
+    # DAgger on the kinds the learner fails: only those are recorded.
+    collect(tmp_path / "h", episodes=3, seed=4, image_size=48, shard_size=3, progress=False, kinds=("home",))
+    assert [e["task"]["task"] for e in EpisodeDataset(tmp_path / "h").episodes] == ["home"] * 3
+    # Datasets recorded before --kinds existed (runs/data800: seed 0) are reproduced by the default.
+    assert [(plan(0, i)[0] % 1000, plan(0, i)[1].spec["task"]) for i in range(8)] == [
+        (232, "stack"), (198, "open_gripper"), (500, "pick"), (942, "open_gripper"),
+        (658, "open_gripper"), (609, "place"), (265, "push"), (223, "pick")]
+    with pytest.raises(ValueError, match="task kinds must be among"):
+        collect(tmp_path / "x", episodes=1, kinds=("dance",), progress=False)

@@ -30,10 +30,10 @@ DEFAULT_NOISE = ExpertNoise(action_std=0.005, detour_probability=0.05)
 _LIMITS = arm.limits_arrays()
 
 
-def plan(seed: int, index: int) -> tuple[int, tasks.Episode]:
-    """(world seed, task episode) of demonstration `index`: a pure function of (seed, index)."""
+def plan(seed: int, index: int, kinds: tuple[str, ...] = tuple(KIND_WEIGHTS)) -> tuple[int, tasks.Episode]:
+    """(world seed, task episode) of demonstration `index`, a task of one of `kinds`: a pure
+    function of (seed, index, kinds)."""
     rng = np.random.default_rng([seed, index])
-    kinds = list(KIND_WEIGHTS)
     weights = np.array([KIND_WEIGHTS[k] for k in kinds], dtype=float)
     kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
     return int(rng.integers(2**31)), tasks.sample_episode(rng, "seen", kind)
@@ -99,14 +99,18 @@ def record_episode(world: SimWorld, expert: ExpertPolicy, world_seed: int, episo
 
 def collect(out: str | Path, episodes: int, seed: int = 0, image_size: int = 128, shard_size: int = 50,
             noise: ExpertNoise = DEFAULT_NOISE, progress: bool = True, learner: Learner | None = None,
-            learner_name: str = "") -> dict:
+            learner_name: str = "", kinds: tuple[str, ...] = tuple(KIND_WEIGHTS)) -> dict:
     """Write `episodes` demonstrations to `out`, resuming after the last complete shard.
 
     With `learner`, the episodes are DAgger rollouts (see the module docstring);
-    `learner_name` (e.g. its checkpoint) is recorded in the dataset's info.
+    `learner_name` (e.g. its checkpoint) is recorded in the dataset's info. `kinds`
+    restricts the task kinds (e.g. DAgger on the kinds the learner fails).
     """
+    unknown = sorted(set(kinds) - set(KIND_WEIGHTS))
+    if unknown or not kinds:
+        raise ValueError(f"task kinds must be among {', '.join(KIND_WEIGHTS)}; got {', '.join(kinds) or 'none'}")
     root = Path(out)
-    extra = {"seed": seed, "shard_size": shard_size, "noise": vars(noise)}
+    extra = {"seed": seed, "shard_size": shard_size, "noise": vars(noise), "kinds": list(kinds)}
     if learner is not None:
         extra["dagger"] = {"learner": learner_name, "expert_share": learner.expert_share}
     dataset.write_info(root, fps=1.0 / CONTROL_DT, image_size=(image_size, image_size), extra=extra)
@@ -124,7 +128,7 @@ def collect(out: str | Path, episodes: int, seed: int = 0, image_size: int = 128
         first = shard * shard_size
         recorded = []
         for index in range(first, min(episodes, first + shard_size)):
-            recorded.append(record_episode(world, expert, *plan(seed, index), learner=learner))
+            recorded.append(record_episode(world, expert, *plan(seed, index, kinds), learner=learner))
             successes += recorded[-1].success
             bar.update(1)
         dataset.write_shard(root, shard, recorded, first)

@@ -17,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "a share of the steps, the expert labels every step")
     parser.add_argument("--expert-share", type=float, default=0.3,
                         help="with --dagger, the probability that the expert drives a step (default 0.3)")
+    parser.add_argument("--kinds", default="",
+                        help="comma-separated task kinds to record, e.g. 'home' (default: all, weighted "
+                        "as in vla_ros/collection.py)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,10 +33,13 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.expert_share <= 1.0:
         print("error: --expert-share must be in [0, 1]", file=sys.stderr)
         return 2
+    from vla_ros.collection import KIND_WEIGHTS
+
+    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip()) if args.kinds else tuple(KIND_WEIGHTS)
     try:
         learner = _learner(args.dagger, args.expert_share) if args.dagger else None
         summary = collect(args.out, args.episodes, args.seed, args.image_size, args.shard_size,
-                          learner=learner, learner_name=args.dagger)
+                          learner=learner, learner_name=args.dagger, kinds=kinds)
     except (DatasetError, LanguageEncoderError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
