@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import rclpy
@@ -45,6 +46,8 @@ from vla_ros.safety.filter import InputError, positions_by_name
 
 # Recent joint states kept (100 Hz from the simulator: 20 seconds).
 JOINT_STATE_HISTORY = 2000
+# A DDS GUID is the participant's 12-byte prefix and a 4-byte entity id (DDS-RTPS 9.3.1.5).
+GUID_PREFIX_BYTES = 12
 
 
 def start_sim_graph(log_dir: Path | str, seed: int, task: dict | None = None, camera_rate: float = 15.0,
@@ -102,6 +105,18 @@ class Command:
     positions: np.ndarray
 
 
+class SafetyRecord(NamedTuple):
+    """One /safety/status as received."""
+
+    arrival: float  # time.time()
+    stamp: float  # header stamp, s
+    state: int
+    reason: str
+    outputs: int  # commands the filter had published by then (outputs_published)
+    seq: int  # the status publisher's publication sequence number
+    publisher: bytes  # the status publisher's gid
+
+
 @dataclass(frozen=True)
 class Received:
     """A message with its arrival time and its publisher's send time (both system clock, s)."""
@@ -124,7 +139,7 @@ class GraphProbe:
         self.safety_config = load_config()
         self.commands: list[Command] = []
         self.command_count = 0
-        self.safety: list[tuple[float, float, int, str]] = []  # (arrival, stamp, state, reason)
+        self.safety: list[SafetyRecord] = []
         self.policy: list[Received] = []  # PolicyStatus
         self.targets: list[Received] = []  # /vla/joint_targets
         self.joint_states: deque[tuple[float, float, np.ndarray]] = deque(maxlen=JOINT_STATE_HISTORY)
@@ -178,8 +193,11 @@ class GraphProbe:
                                          info["publication_sequence_number"], bytes(info["publisher_gid"]["data"]),
                                          tuple(msg.name), np.array(msg.position, dtype=float)))
 
-    def _on_safety(self, msg: SafetyStatus) -> None:
-        self.safety.append((time.time(), stamp_seconds(msg.header.stamp), msg.state, msg.reason))
+    def _on_safety(self, msg: SafetyStatus, info) -> None:
+        publisher = bytes(info["publisher_gid"]["data"])
+        if publisher not in self._own_publishers:  # a fuzzer's status is not the filter's
+            self.safety.append(SafetyRecord(time.time(), stamp_seconds(msg.header.stamp), msg.state, msg.reason,
+                                            msg.outputs_published, info["publication_sequence_number"], publisher))
 
     def _on_joint_states(self, msg: JointState) -> None:
         try:
@@ -230,7 +248,7 @@ class GraphProbe:
 
     def safety_state(self) -> tuple[int | None, str]:
         """The safety filter's latest (state, reason); (None, "") before any status."""
-        return self.safety[-1][2:] if self.safety else (None, "")
+        return (self.safety[-1].state, self.safety[-1].reason) if self.safety else (None, "")
 
     def measured(self) -> np.ndarray | None:
         """The arm's latest joint positions (COMMANDED_JOINTS order)."""
@@ -247,11 +265,14 @@ class GraphProbe:
 
     def command_violations(self, since: float = 0.0) -> list[str]:
         """Every limit of the safety filter's configuration broken by its commands since `since`."""
-        faults = [stamp for arrival, stamp, state, _ in self.safety
-                  if arrival > since - 1.0 and state == SafetyState.FAULT]
-        commands = [(c.publisher, c.seq, c.stamp, c.names, c.positions) for c in self.filter_commands(since)]
+        commands = [(c.publisher, c.seq, c.names, c.positions) for c in self.filter_commands(since)]
+        # A DDS endpoint's gid starts with its participant's: the filter's statuses are the ones
+        # from the participant that published the commands (a restarted filter is a new one).
+        statuses = {publisher: [(s.seq, s.outputs, s.state == SafetyState.FAULT) for s in self.safety
+                                if s.publisher[:GUID_PREFIX_BYTES] == publisher[:GUID_PREFIX_BYTES]]
+                    for publisher in {c[0] for c in commands}}
         config = self.safety_config
-        return received_violations(commands, faults, config.dt, config.joint_limits, config.workspace)
+        return received_violations(commands, statuses, config.dt, config.joint_limits, config.workspace)
 
     def silent_nodes(self, names: Iterable[str], since: float, timeout: float) -> list[str]:
         """The named nodes that publish no /diagnostics (every vla_ros node does at 1 Hz) after

@@ -63,9 +63,34 @@ def stream_violations(
     return problems
 
 
+def restart_intervals(statuses) -> np.ndarray:
+    """Where the filter may have restarted its command stream, from its /safety/status messages.
+
+    `statuses` holds (publication sequence number, outputs_published, is FAULT) of one filter's
+    statuses in arrival order. Returns (first, last) rows: the stream may restart after the
+    k-th command for some first <= k <= last. A FAULT status published nothing, and the
+    stream restarts at the measured position after it: (k, k) with k its outputs_published.
+    Statuses lost on the way (a gap in their sequence numbers, which start at 1) hide what
+    happened between the counts around the gap, and nothing is known after the last status.
+    """
+    rows = [(-np.inf, np.inf)] if not statuses else []
+    previous = None
+    for seq, outputs, fault in statuses:
+        if previous is None and seq != 1:
+            rows.append((-np.inf, outputs))
+        elif previous is not None and seq != previous[0] + 1:
+            rows.append((previous[1], outputs))
+        if fault:
+            rows.append((outputs, outputs))
+        previous = (seq, outputs)
+    if previous is not None:
+        rows.append((previous[1], np.inf))
+    return np.array(rows, dtype=float).reshape(-1, 2)
+
+
 def received_violations(
     commands,
-    fault_stamps,
+    statuses,
     dt: float,
     limits: JointLimitSet,
     workspace: Workspace | None = None,
@@ -73,17 +98,19 @@ def received_violations(
 ) -> list[str]:
     """Every limit broken by /joint_commands as a subscriber received them (empty when clean).
 
-    `commands` holds (publisher, publication sequence number, stamp, names, positions) in
-    arrival order. Each message must name COMMANDED_JOINTS in that order with finite
-    positions. Velocity, acceleration and jerk are checked over runs of consecutive
-    publications of one publisher: a run ends at a lost message (a gap in the sequence
-    numbers) and where the filter restarts at the measured position by design: after a FAULT
-    period (`fault_stamps`: the stamps of /safety/status FAULT) and after its clock went back.
+    `commands` holds (publisher, publication sequence number, names, positions) in arrival
+    order; `statuses` maps a command publisher to its filter's statuses (restart_intervals).
+    Each message must name COMMANDED_JOINTS in that order with finite positions. Velocity,
+    acceleration and jerk are checked over runs of consecutive publications of one publisher:
+    a run ends at a lost message (a gap in the sequence numbers) and where the filter may have
+    restarted at the measured position by design (after a FAULT period). The filter numbers
+    its commands as the middleware numbers their publications (the k-th command is sequence
+    number k), and neither depends on a clock: on simulated time stamps jump both ways.
     """
     problems: list[str] = []
-    faults = np.sort(np.asarray(list(fault_stamps), dtype=float))
-    runs: dict[object, list[list[tuple[int, float, np.ndarray]]]] = {}
-    for publisher, seq, stamp, names, positions in commands:
+    restarts = {publisher: restart_intervals(list(received)) for publisher, received in statuses.items()}
+    runs: dict[object, list[list[tuple[int, np.ndarray]]]] = {}
+    for publisher, seq, names, positions in commands:
         values = np.asarray(positions, dtype=float)
         if tuple(names) != arm.COMMANDED_JOINTS or values.shape != (len(arm.COMMANDED_JOINTS),) \
                 or not np.all(np.isfinite(values)):
@@ -94,14 +121,16 @@ def received_violations(
         publisher_runs = runs.setdefault(publisher, [[]])
         previous = publisher_runs[-1][-1] if publisher_runs[-1] else None
         if previous is not None:
-            fault_between = np.searchsorted(faults, stamp) > np.searchsorted(faults, previous[1], side="right")
-            if seq != previous[0] + 1 or fault_between or stamp < previous[1]:
+            intervals = restarts.get(publisher, restart_intervals([]))
+            # a restart after the k-th command, previous <= k < seq, separates the two
+            restarted = np.any((intervals[:, 0] <= seq - 1) & (intervals[:, 1] >= previous[0]))
+            if seq != previous[0] + 1 or restarted:
                 publisher_runs.append([])
-        publisher_runs[-1].append((seq, stamp, values))
+        publisher_runs[-1].append((seq, values))
     for publisher_runs in runs.values():
         for run in publisher_runs:
             if run:
-                for line in stream_violations([values for _, _, values in run], dt, limits, workspace,
+                for line in stream_violations([values for _, values in run], dt, limits, workspace,
                                               max_reports=max_reports):
                     if len(problems) < max_reports:
                         problems.append(f"run from command {run[0][0]}: {line}")
