@@ -7,6 +7,7 @@ import pytest
 
 from vla_ros import arm
 from vla_ros.dataset import DatasetError, Episode, EpisodeDataset, write_info, write_shard
+from vla_ros.policies.base import Observation
 from vla_ros.policies.builtin.config import CONFIGS, VLAConfig, named_config
 from vla_ros.policies.builtin.language import LanguageEncoder
 from vla_ros.policies.builtin.policy import BuiltinPolicy, CheckpointError
@@ -171,6 +172,19 @@ def test_corrupted_or_mismatched_checkpoints_give_clear_errors(tmp_path, languag
     torch.save(data, tmp_path / "mismatch.pt")
     with pytest.raises(CheckpointError, match="does not match"):
         BuiltinPolicy.load(tmp_path / "mismatch.pt")
+
+
+def test_select_action_executes_the_chunk_from_its_lead_entry(tmp_path, language):
+    root = _make_dataset(tmp_path / "data")
+    policy = train(root, replace(CONFIGS["tiny"], steps=2), tmp_path / "policy.pt", progress=False)
+    image = np.zeros((48, 48, 3), np.uint8)
+    chunk = policy.predict_chunk(image, arm.home_vector(), "go home")
+    led = policy.select_action(Observation(image, arm.home_vector()), "go home")
+    lead = policy.config.lead_steps
+    assert lead > 0 and led.shape == (policy.config.chunk_size - lead, 8)
+    np.testing.assert_array_equal(led, chunk[lead:])
+    with pytest.raises(ValueError, match="lead_steps must be in"):
+        replace(CONFIGS["tiny"], lead_steps=CONFIGS["tiny"].chunk_size)
 
 
 def test_unknown_config_names_and_fields_are_rejected():

@@ -1,9 +1,11 @@
 """BuiltinPolicy: the trained network wrapped with its normalisation, chunk execution and checkpoint I/O.
 
-`select_action(observation, instruction)` returns a (K, 8) chunk of absolute joint
-targets at the control period. The caller executes `n_action_steps` of it and
-calls again, blending overlapping chunks with vla_ros.policies.chunking (the
-config's `aggregation` mode is the one it was evaluated with).
+`select_action(observation, instruction)` returns a (K - lead_steps, 8) chunk of
+absolute joint targets at the control period: the model's K future targets from
+entry `lead_steps` on (executed early on purpose, see VLAConfig.lead_steps). The
+caller executes `n_action_steps` of it and calls again, blending overlapping chunks
+with vla_ros.policies.chunking (the config's `aggregation` mode is the one it was
+evaluated with).
 """
 from __future__ import annotations
 
@@ -103,7 +105,7 @@ class BuiltinPolicy:
         return np.asarray(state, dtype=np.float32)[None, :] + offsets * n.offset_std + n.offset_mean
 
     def select_action(self, observation, instruction: str) -> np.ndarray:
-        return self.predict_chunk(observation.image, observation.state, instruction)
+        return self.predict_chunk(observation.image, observation.state, instruction)[self.config.lead_steps:]
 
     def int8(self) -> BuiltinPolicy:
         """A copy with INT8 dynamic quantisation of the linear layers (weights int8, activations per call).
