@@ -40,13 +40,23 @@ class Client:
         self.audio_pub = node.create_publisher(AudioData, "/speech/audio", qos.AUDIO)
 
     def wait_ready(self):
-        # speech_node -> instruction_node too: a transcript published before they match is lost.
         assert spin_until(self.node, lambda: self.text_pub.get_subscription_count() > 0
                           and self.audio_pub.get_subscription_count() > 0
                           and self.node.count_publishers("/vla/instruction_feedback") > 0
                           and self.node.count_publishers(speech_node.TRANSCRIPT_TOPIC) > 0
                           and self.node.count_subscribers(speech_node.TRANSCRIPT_TOPIC) > 0, STARTUP_TIMEOUT)
-        spin_until(self.node, lambda: False, 0.5)  # let the other side match our subscriptions too
+        # speech_node -> instruction_node -> us must have matched too: a transcript published
+        # before that is lost, and on a loaded machine discovery takes seconds. Short silent
+        # streams (each answered "no speech detected") until one answer comes back.
+        answered = lambda: any(f.source == Instruction.SOURCE_SPEECH for f in self.feedback)  # noqa: E731
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            self.audio_pub.publish(AudioData(encoding="S16LE", sample_rate=16000, channels=1,
+                                             data=bytes(3200)))
+            if spin_until(self.node, answered, 2.0):
+                spin_until(self.node, lambda: False, STREAM_GAP + 0.3)  # the next clip is a new stream
+                return
+        raise AssertionError("speech_node's answers never reached us")
 
     def say(self, text: str) -> InstructionFeedback:
         start = len(self.feedback)

@@ -108,9 +108,9 @@ def test_a_typed_stop_mid_task_holds_the_arm(ros_node, start_process):
     graph["voice"].publish(String(data=MOVING_INSTRUCTION))
     start = _positions(graph["states"][-1]) if graph["states"] else None
     assert spin_until(ros_node, lambda: graph["status"][-1].state == PolicyStatus.RUNNING, 20.0), graph["logs"]()
-    spin_until(ros_node, lambda: False, 1.5)  # the arm is moving
-    moved = np.abs(_positions(graph["states"][-1]) - start).max()
-    assert moved > 0.02, f"the arm did not move before the stop ({moved:.3f} rad)"
+    # Stop as soon as the arm moves: long before the pick can end.
+    moving = lambda: np.abs(_positions(graph["states"][-1]) - start).max() > 0.02  # noqa: E731
+    assert spin_until(ros_node, moving, 10.0), "the arm did not move before the stop"
     graph["voice"].publish(String(data="stop"))
     assert spin_until(ros_node, lambda: graph["safety"][-1].state == SafetyStatus.ESTOP, 5.0), graph["logs"]()
     spin_until(ros_node, lambda: False, 0.5)  # braking

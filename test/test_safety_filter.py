@@ -277,6 +277,30 @@ def test_joint_states_after_a_wall_clock_silence_restart_at_the_arm_whatever_the
     np.testing.assert_array_equal(out.positions, HOME)
 
 
+def test_an_output_period_after_a_wall_clock_silence_publishes_nothing_until_the_arm_is_measured():
+    # test_faults under load: the restarted simulator's clock was heard (0.1 s past the old one)
+    # before any of its joint states, so the output timer ran again with a state 0.1 s old in
+    # simulated time and held the old command 0.456 rad from the restarted arm.
+    rig = Rig()
+    wall = 5000.0  # a monotonic clock: another origin than simulated time
+    arm = HOME.copy()
+    for _ in range(60):
+        rig.now += rig.dt
+        wall += rig.dt
+        assert rig.filter.set_measured(NAMES, arm, rig.now, rig.now, arrival=wall)
+        rig.filter.set_target(NAMES, moved({0: 0.5}), rig.now, rig.now)
+        arm = rig.filter.step(rig.now, arrival=wall).positions
+    assert arm[0] > HOME[0] + 0.3
+    rig.now += 0.1
+    out = rig.filter.step(rig.now, arrival=wall + 4.0)
+    assert out.state == SafetyState.FAULT and out.positions is None
+    assert "none accepted for 4.000 s on the wall clock" in out.reason
+    rig.now += rig.dt
+    assert rig.filter.set_measured(NAMES, HOME, rig.now, rig.now, arrival=wall + 4.01)
+    out = rig.filter.step(rig.now, arrival=wall + 4.01)
+    np.testing.assert_array_equal(out.positions, HOME)
+
+
 def test_a_target_while_joint_states_are_stale_does_not_restart_at_the_stale_position():
     # A target arriving after a state timeout, just before the first fresh state: the stream
     # must restart where the arm is now, not where it was last measured (0.94 rad away in a

@@ -101,7 +101,8 @@ def test_an_instruction_streams_targets_and_chunks_and_a_stale_image_holds(ros_n
         # Chunks start from the arm's state: the random tiny policy's offsets are small.
         assert np.abs(np.array(target.position) - arm.home_vector()).max() < 0.5
         chunk = received["chunks"][-1]
-        assert chunk.instruction_id == "one" and len(chunk.trajectory.points) == CONFIGS["tiny"].chunk_size
+        tiny = CONFIGS["tiny"]  # the policy publishes its chunk from entry lead_steps on
+        assert chunk.instruction_id == "one" and len(chunk.trajectory.points) == tiny.chunk_size - tiny.lead_steps
         assert any(s.state == PolicyStatus.RUNNING and s.instruction == "pick up the red cube"
                    for s in received["status"])
 

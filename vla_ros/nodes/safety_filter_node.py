@@ -171,7 +171,7 @@ class SafetyFilterNode(Node):
 
     def _on_timer(self) -> None:
         now = self.get_clock().now()
-        out = self.filter.step(now.nanoseconds * 1e-9)
+        out = self.filter.step(now.nanoseconds * 1e-9, arrival=time.monotonic())
         if out.positions is not None:
             command = JointState()
             command.header.stamp = now.to_msg()

@@ -349,10 +349,15 @@ class SafetyFilter:
         return None
 
     # ------------------------------------------------------------------- step
-    def step(self, now: float) -> SafetyOutput:
-        """The command for this output period. Call at the configured rate."""
+    def step(self, now: float, arrival: float | None = None) -> SafetyOutput:
+        """The command for this output period. Call at the configured rate.
+
+        `arrival` is the monotonic wall clock of set_measured (default: `now`): on simulated
+        time a restarted simulator's clock can resume a little past the old one before any of
+        its joint states arrive, so only the wall clock shows that the last state is old."""
         self._watch_clock(now)
-        fault, self._restart_reason = self._restart_reason or self._fault_reason(now), None
+        arrival = now if arrival is None else arrival
+        fault, self._restart_reason = self._restart_reason or self._fault_reason(now, arrival), None
         if fault:
             self._q = self._v = None
             self._drop_reference()
@@ -497,12 +502,16 @@ class SafetyFilter:
         self._drop_reference()
         self._restart_reason = f"{reason}: restarting at the arm"
 
-    def _fault_reason(self, now: float) -> str | None:
+    def _fault_reason(self, now: float, arrival: float | None = None) -> str | None:
         if self._measured_time is None:
             return self._waiting_reason
+        timeout = self.config.state_timeout
         age = now - self._measured_time
-        if age > self.config.state_timeout:
-            return f"/joint_states stale: none accepted for {age:.3f} s (max {self.config.state_timeout:g} s)"
+        if age > timeout:
+            return f"/joint_states stale: none accepted for {age:.3f} s (max {timeout:g} s)"
+        silence = 0.0 if arrival is None else arrival - self._measured_arrival
+        if silence > timeout:
+            return f"/joint_states stale: none accepted for {silence:.3f} s on the wall clock (max {timeout:g} s)"
         return None
 
     def _hold_state(self, now: float) -> tuple[SafetyState | None, str]:
