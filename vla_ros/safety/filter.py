@@ -352,11 +352,11 @@ class SafetyFilter:
     def step(self, now: float, arrival: float | None = None) -> SafetyOutput:
         """The command for this output period. Call at the configured rate.
 
-        `arrival` is the monotonic wall clock of set_measured (default: `now`): on simulated
-        time a restarted simulator's clock can resume a little past the old one before any of
-        its joint states arrive, so only the wall clock shows that the last state is old."""
+        `arrival` is a reading of set_measured's monotonic wall clock (default: none, no
+        wall-clock check): on simulated time a restarted simulator's clock can resume a little
+        past the old one before any of its joint states arrive, so only the wall clock shows
+        that the last state is old."""
         self._watch_clock(now)
-        arrival = now if arrival is None else arrival
         fault, self._restart_reason = self._restart_reason or self._fault_reason(now, arrival), None
         if fault:
             self._q = self._v = None
@@ -481,12 +481,10 @@ class SafetyFilter:
         """Why these joint states do not continue the stream's arm, or None when they do."""
         if self._q is None or self._measured is None:
             return None  # no stream to continue: the next step starts at the arm anyway
+        silence = self._silence(now, arrival)
+        if silence:
+            return f"/joint_states resumed after {silence}"
         age = now - self._measured_time
-        if age > self.config.state_timeout:
-            return f"/joint_states resumed after {age:.3f} s"
-        silence = arrival - self._measured_arrival
-        if silence > self.config.state_timeout:
-            return f"/joint_states resumed after {silence:.3f} s on the wall clock"
         elapsed = max(age, stamp - self._measured_stamp, 0.0)
         excess = np.abs(measured - self._measured) - (JUMP_SPEED_FACTOR * self._velocity * elapsed + JUMP_SLACK)
         worst = int(np.argmax(excess))
@@ -505,13 +503,19 @@ class SafetyFilter:
     def _fault_reason(self, now: float, arrival: float | None = None) -> str | None:
         if self._measured_time is None:
             return self._waiting_reason
-        timeout = self.config.state_timeout
+        silence = self._silence(now, arrival)
+        if silence:
+            return f"/joint_states stale: none accepted for {silence} (max {self.config.state_timeout:g} s)"
+        return None
+
+    def _silence(self, now: float, arrival: float | None) -> str | None:
+        """How long since the last accepted joint states, when longer than `state_timeout` on
+        the node's clock or (given `arrival`) on the monotonic wall clock; else None."""
         age = now - self._measured_time
-        if age > timeout:
-            return f"/joint_states stale: none accepted for {age:.3f} s (max {timeout:g} s)"
-        silence = 0.0 if arrival is None else arrival - self._measured_arrival
-        if silence > timeout:
-            return f"/joint_states stale: none accepted for {silence:.3f} s on the wall clock (max {timeout:g} s)"
+        if age > self.config.state_timeout:
+            return f"{age:.3f} s"
+        if arrival is not None and arrival - self._measured_arrival > self.config.state_timeout:
+            return f"{arrival - self._measured_arrival:.3f} s on the wall clock"
         return None
 
     def _hold_state(self, now: float) -> tuple[SafetyState | None, str]:
