@@ -155,7 +155,7 @@ def test_a_simulated_clock_jumping_back_publishes_nothing_unsafe(sim_time_graph)
     assert probe.measured()[0] - probe.start_positions[0] > 0.2, "the arm did not follow the targets"
     # A second /clock publisher, behind the simulator's: the clock jumps back and forth.
     clock = probe.in_spin_thread(probe.node.create_publisher, Clock, "/clock", qos.RELIABLE)
-    behind = probe.safety[-1][1] / 2
+    behind = probe.safety[-1].stamp / 2
     jumping = time.time()
     for _ in range(20):
         clock.publish(Clock(clock=stamp_from_seconds(behind)))

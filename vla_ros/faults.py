@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vla_ros import launcher
-from vla_ros.graph_probe import Command, GraphProbe
+from vla_ros.graph_probe import Command, GraphProbe, SafetyRecord
 from vla_ros.msg import PolicyStatus
 from vla_ros.safety import SafetyState
 
@@ -97,10 +97,10 @@ def settled_at(commands: list[Command]) -> Command | None:
     return commands[moving[-1] + 1] if moving.size else commands[0]
 
 
-def first_state(probe: GraphProbe, predicate, since: float, reason: str = "") -> tuple[float, float, int, str] | None:
-    """The first /safety/status (arrival, stamp, state, reason) after `since` whose state satisfies
-    `predicate` and whose reason contains `reason`."""
-    return next((s for s in probe.safety if s[0] > since and predicate(s[2]) and reason in s[3]), None)
+def first_state(probe: GraphProbe, predicate, since: float, reason: str = "") -> SafetyRecord | None:
+    """The first /safety/status that arrived after `since` whose state satisfies `predicate` and
+    whose reason contains `reason`."""
+    return next((s for s in probe.safety if s.arrival > since and predicate(s.state) and reason in s.reason), None)
 
 
 @dataclass
@@ -147,9 +147,9 @@ def simulator_outage(graph: launcher.Graph, probe: GraphProbe, restart: bool = T
     probe.settle(quiet_seconds)
     fault = first_state(probe, lambda s: s == SafetyState.FAULT, killed)
     commands = probe.filter_commands(killed - 1.0)
-    outage = SimulatorOutage(fault_s=fault[1] - killed, reason=fault[3],
+    outage = SimulatorOutage(fault_s=fault.stamp - killed, reason=fault.reason,
                              last_command_s=max(c.stamp for c in commands) - killed,
-                             commands_after_fault=sum(c.stamp > fault[1] for c in commands))
+                             commands_after_fault=sum(c.stamp > fault.stamp for c in commands))
     if restart:
         restarted = time.time()
         outage.resume_s = _restart_until(graph, probe, "mujoco_sim_node",
@@ -191,7 +191,7 @@ def policy_outage(graph: launcher.Graph, probe: GraphProbe, restart: bool = True
     if hold is None:
         raise ScenarioError(f"the safety filter did not hold: {probe.safety_state()}")
     settled = settled_at(probe.filter_commands(killed))
-    outage = PolicyOutage(speed_at_fault=speed, hold_s=hold[1] - killed,
+    outage = PolicyOutage(speed_at_fault=speed, hold_s=hold.stamp - killed,
                           settled_s=None if settled is None else settled.stamp - killed)
     if restart:
         # The instruction is latched: the restarted node picks it up and runs it.
@@ -219,7 +219,7 @@ def estop_mid_motion(probe: GraphProbe, quiet_seconds: float = 1.0) -> EstopStop
     if not probe.wait_for(lambda: first_state(probe, lambda s: s == SafetyState.ESTOP, called), REACTION_TIMEOUT):
         raise ScenarioError(f"the e-stop did not latch: {probe.safety_state()}")
     probe.settle(quiet_seconds)
-    latched = first_state(probe, lambda s: s == SafetyState.ESTOP, called)[1]
+    latched = first_state(probe, lambda s: s == SafetyState.ESTOP, called).stamp
     commands = [c for c in probe.filter_commands(called) if c.stamp >= latched]
     hold = commands[-1].positions
     distance = np.abs(np.array([c.positions for c in commands]) - hold)

@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import rclpy
@@ -105,7 +104,8 @@ class Command:
     positions: np.ndarray
 
 
-class SafetyRecord(NamedTuple):
+@dataclass(frozen=True)
+class SafetyRecord:
     """One /safety/status as received."""
 
     arrival: float  # time.time()

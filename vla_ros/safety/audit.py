@@ -108,7 +108,9 @@ def received_violations(
     number k), and neither depends on a clock: on simulated time stamps jump both ways.
     """
     problems: list[str] = []
-    restarts = {publisher: restart_intervals(list(received)) for publisher, received in statuses.items()}
+    commands = list(commands)
+    restarts = {publisher: restart_intervals(list(statuses.get(publisher, ())))
+                for publisher in {command[0] for command in commands}}
     runs: dict[object, list[list[tuple[int, np.ndarray]]]] = {}
     for publisher, seq, names, positions in commands:
         values = np.asarray(positions, dtype=float)
@@ -121,7 +123,7 @@ def received_violations(
         publisher_runs = runs.setdefault(publisher, [[]])
         previous = publisher_runs[-1][-1] if publisher_runs[-1] else None
         if previous is not None:
-            intervals = restarts.get(publisher, restart_intervals([]))
+            intervals = restarts[publisher]
             # a restart after the k-th command, previous <= k < seq, separates the two
             restarted = np.any((intervals[:, 0] <= seq - 1) & (intervals[:, 1] >= previous[0]))
             if seq != previous[0] + 1 or restarted:
