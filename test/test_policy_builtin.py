@@ -8,10 +8,11 @@ import pytest
 from vla_ros import arm
 from vla_ros.dataset import DatasetError, Episode, EpisodeDataset, write_info, write_shard
 from vla_ros.policies.base import Observation
+from vla_ros.policies.builtin.action_space import ACTION_DIMS
 from vla_ros.policies.builtin.config import CONFIGS, VLAConfig, named_config
 from vla_ros.policies.builtin.language import LanguageEncoder
 from vla_ros.policies.builtin.policy import BuiltinPolicy, CheckpointError
-from vla_ros.policies.builtin.train import chunk_offsets, task_balanced_weights, train
+from vla_ros.policies.builtin.train import task_balanced_weights, train
 
 
 @pytest.fixture(scope="module")
@@ -65,14 +66,6 @@ def test_dataset_refuses_mismatched_or_missing_parts(tmp_path):
         EpisodeDataset(tmp_path / "nowhere")
 
 
-def test_chunk_offsets_repeat_the_last_action():
-    states = np.zeros((3, 8), dtype=np.float32)
-    actions = np.arange(3, dtype=np.float32)[:, None].repeat(8, axis=1)
-    offsets = chunk_offsets(states, actions, chunk_size=4)
-    assert offsets.shape == (3, 4, 8)
-    assert offsets[1, :, 0].tolist() == [1, 2, 2, 2]
-
-
 def test_task_balanced_weights_draw_every_kind_equally():
     kinds = np.array([0] * 90 + [1] * 9 + [2])  # e.g. pick, home, stack frames
     weights = task_balanced_weights(kinds)
@@ -88,10 +81,12 @@ def test_tiny_config_trains_and_its_loss_falls(tmp_path, language):
     assert (tmp_path / "ckpt" / "loss.png").is_file()
 
 
-@pytest.mark.parametrize("head, fusion", [("continuous", "film"), ("tokens", "cross_attention"), ("flow", "concat")])
-def test_checkpoint_reloads_to_identical_outputs(tmp_path, language, head, fusion):
+@pytest.mark.parametrize("head, fusion, space", [("continuous", "film", "joints"), ("tokens", "cross_attention", "joints"),
+                                                ("flow", "concat", "joints"), ("continuous", "film", "tcp")])
+def test_checkpoint_reloads_to_identical_outputs(tmp_path, language, head, fusion, space):
     root = _make_dataset(tmp_path / "data")
-    config = VLAConfig.from_dict({**CONFIGS["tiny"].to_dict(), "head": head, "fusion": fusion, "steps": 3})
+    config = VLAConfig.from_dict({**CONFIGS["tiny"].to_dict(), "head": head, "fusion": fusion, "steps": 3,
+                                  "action_space": space, "action_dim": ACTION_DIMS[space]})
     policy = train(root, config, tmp_path / "policy.pt", progress=False)
     reloaded = BuiltinPolicy.load(tmp_path / "policy.pt", language=language)
     image = np.random.default_rng(1).integers(0, 255, (64, 80, 3), dtype=np.uint8)
@@ -194,6 +189,10 @@ def test_unknown_config_names_and_fields_are_rejected():
         VLAConfig.from_dict({"layers": 3})
     with pytest.raises(ValueError, match="head must be"):
         VLAConfig(head="transformer")
+    with pytest.raises(ValueError, match="action_space must be"):
+        VLAConfig(action_space="cartesian")
+    with pytest.raises(ValueError, match="has 7 values per target, got action_dim 8"):
+        VLAConfig(action_space="tcp")
 
 
 def test_int8_policy_quantises_the_linear_layers_and_stays_close(language):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
+from vla_ros.policies.builtin.action_space import ACTION_DIMS, ACTION_SPACES
 from vla_ros.policies.chunking import AGGREGATION_MODES
 
 FUSIONS = ("film", "cross_attention", "concat")
@@ -22,10 +23,11 @@ class VLAConfig:
     keypoints: int = 64
     fusion: str = "film"  # film | cross_attention | concat
     hidden_dim: int = 512
-    # Actions: K future absolute joint targets at the control period, predicted as
-    # normalised offsets from the current joint positions.
+    # Actions: K future targets at the control period, predicted as normalised offsets
+    # from the current state: of the joints, or of the tool pose (action_space.py).
     chunk_size: int = 10
-    action_dim: int = 8
+    action_space: str = "joints"  # joints | tcp
+    action_dim: int = 8  # ACTION_DIMS[action_space]
     head: str = "continuous"  # continuous | tokens | flow
     token_bins: int = 256  # tokens head: bins per dimension over +-token_range std
     token_range: float = 4.0
@@ -58,6 +60,11 @@ class VLAConfig:
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        if self.action_space not in ACTION_SPACES:
+            raise ValueError(f"action_space must be one of {ACTION_SPACES}, got {self.action_space!r}")
+        if self.action_dim != ACTION_DIMS[self.action_space]:
+            raise ValueError(f"action space {self.action_space!r} has {ACTION_DIMS[self.action_space]} values per "
+                             f"target, got action_dim {self.action_dim}")
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
         if not 1 <= self.n_action_steps <= self.chunk_size:
@@ -91,6 +98,11 @@ class VLAConfig:
 
 DEFAULT = VLAConfig()
 
+# Vision pretrained to locate objects, then frozen; no image shifts, which would move
+# every object by up to 4 px (~3 cm on the table) against the action labels.
+LOCALISED = replace(DEFAULT, vision_pretrain_scenes=8000, vision_pretrain_steps=2500, freeze_vision=True,
+                    shift_augmentation=0)
+
 # Named configs for `vla-ros train --config NAME`.
 CONFIGS: dict[str, VLAConfig] = {
     "default": DEFAULT,
@@ -99,10 +111,9 @@ CONFIGS: dict[str, VLAConfig] = {
     "cross_attention": replace(DEFAULT, fusion="cross_attention"),
     "concat": replace(DEFAULT, fusion="concat"),
     "grounded": replace(DEFAULT, grounding_weight=0.5),
-    # Vision pretrained to locate objects, then frozen; no image shifts, which would move
-    # every object by up to 4 px (~3 cm on the table) against the action labels.
-    "localised": replace(DEFAULT, vision_pretrain_scenes=8000, vision_pretrain_steps=2500, freeze_vision=True,
-                         shift_augmentation=0),
+    "localised": LOCALISED,
+    # The localised vision, predicting tool-pose moves that IK turns into joint targets.
+    "tcp": replace(LOCALISED, action_space="tcp", action_dim=ACTION_DIMS["tcp"]),
     # For tests and smoke runs: small and fast.
     "tiny": replace(DEFAULT, image_size=48, channels=(8, 16, 16, 16), keypoints=8, hidden_dim=64, language_dim=32,
                     chunk_size=4, lead_steps=2, steps=200, batch_size=16, learning_rate=1e-3),

@@ -1,8 +1,8 @@
 """BuiltinPolicy: the trained network wrapped with its normalisation, chunk execution and checkpoint I/O.
 
 `select_action(observation, instruction)` returns a (K - lead_steps, 8) chunk of
-absolute joint targets at the control period: the model's K future targets from
-entry `lead_steps` on (executed early on purpose, see VLAConfig.lead_steps). The
+absolute joint targets at the control period: the model's K future targets (joint
+offsets, or tool-pose offsets solved by IK: action_space.py) from entry `lead_steps` on (executed early on purpose, see VLAConfig.lead_steps). The
 caller executes `n_action_steps` of it and calls again, blending overlapping chunks
 with vla_ros.policies.chunking (the config's `aggregation` mode is the one it was
 evaluated with).
@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from vla_ros.camera.preprocess import policy_frame
+from vla_ros.policies.builtin.action_space import joint_targets
 from vla_ros.policies.builtin.config import VLAConfig
 from vla_ros.policies.builtin.language import LanguageEncoder
 from vla_ros.policies.builtin.model import VLAModel
@@ -30,7 +31,7 @@ class CheckpointError(ValueError):
 
 @dataclass
 class Normalization:
-    """Statistics of the training data: state (8,) and action offsets from the state (K, 8)."""
+    """Statistics of the training data: state (8,) and action offsets from the state (K, action_dim)."""
 
     state_mean: np.ndarray
     state_std: np.ndarray
@@ -81,11 +82,11 @@ class BuiltinPolicy:
         self._generator.manual_seed(self.config.seed)
 
     @torch.inference_mode()
-    def predict_chunk(self, image: np.ndarray, state: np.ndarray, instruction: str) -> np.ndarray:
-        """One forward pass: (K, 8) absolute joint targets, without ensembling."""
+    def predict_chunk(self, image: np.ndarray, state: np.ndarray, instruction: str, start: int = 0) -> np.ndarray:
+        """One forward pass: (K - start, 8) absolute joint targets from chunk entry `start`, without ensembling."""
         inputs = self.preprocess(image, state, instruction)
         offsets = self.model.predict(*inputs, self._generator)[0].numpy()
-        return self.postprocess(state, offsets)
+        return self.postprocess(state, offsets, start)
 
     def preprocess(self, image: np.ndarray, state: np.ndarray, instruction: str) -> tuple[torch.Tensor, ...]:
         """The model's batch-of-one inputs: image, normalised state, instruction tokens and mask."""
@@ -99,13 +100,14 @@ class BuiltinPolicy:
                 torch.from_numpy(tokens)[None],
                 torch.from_numpy(mask)[None])
 
-    def postprocess(self, state: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-        """Normalised (K, 8) offsets from `state` -> absolute joint targets."""
+    def postprocess(self, state: np.ndarray, offsets: np.ndarray, start: int = 0) -> np.ndarray:
+        """Normalised (K, action_dim) offsets from `state` -> absolute (K - start, 8) joint targets."""
         n = self.normalization
-        return np.asarray(state, dtype=np.float32)[None, :] + offsets * n.offset_std + n.offset_mean
+        offsets = (offsets * n.offset_std + n.offset_mean)[start:]
+        return joint_targets(np.asarray(state, dtype=np.float32), offsets, self.config.action_space)
 
     def select_action(self, observation, instruction: str) -> np.ndarray:
-        return self.predict_chunk(observation.image, observation.state, instruction)[self.config.lead_steps:]
+        return self.predict_chunk(observation.image, observation.state, instruction, start=self.config.lead_steps)
 
     def int8(self) -> BuiltinPolicy:
         """A copy with INT8 dynamic quantisation of the linear layers (weights int8, activations per call).

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from vla_ros.camera.preprocess import policy_frame
 from vla_ros.dataset import EpisodeDataset
+from vla_ros.policies.builtin.action_space import chunk_offsets
 from vla_ros.policies.builtin.config import VLAConfig
 from vla_ros.policies.builtin.grounding import dataset_grounding
 from vla_ros.policies.builtin.language import LanguageEncoder
@@ -33,7 +34,7 @@ _IN_MEMORY_LIMIT = 6 * 1024**3
 class TrainingData:
     images: np.ndarray  # (N, S, S, 3) uint8 at the policy's image size
     states: np.ndarray  # (N, 8)
-    offsets: np.ndarray  # (N, K, 8): future targets minus the current state
+    offsets: np.ndarray  # (N, K, action_dim): future targets as offsets from the current state (action_space.py)
     instruction_ids: np.ndarray  # (N,) index into instructions
     instructions: list[str]
     episode_of_frame: np.ndarray  # (N,) position of the frame's episode in dataset.episodes
@@ -41,13 +42,6 @@ class TrainingData:
     # Per episode (E, 4): where its named objects were, and which exist (only with grounding_weight > 0)
     grounding: np.ndarray | None = None
     grounding_mask: np.ndarray | None = None
-
-
-def chunk_offsets(states: np.ndarray, actions: np.ndarray, chunk_size: int) -> np.ndarray:
-    """For each step t of one episode: actions[t : t+K] (the last action repeated past the end) - states[t]."""
-    length = len(actions)
-    index = np.minimum(np.arange(length)[:, None] + np.arange(chunk_size)[None, :], length - 1)
-    return actions[index] - states[:, None, :]
 
 
 def load_training_data(datasets: list[EpisodeDataset], config: VLAConfig) -> TrainingData:
@@ -62,7 +56,7 @@ def load_training_data(datasets: list[EpisodeDataset], config: VLAConfig) -> Tra
         episode_states = dataset.read("observation.state", start, end).astype(np.float32)
         episode_actions = dataset.read("action", start, end).astype(np.float32)
         states.append(episode_states)
-        offsets.append(chunk_offsets(episode_states, episode_actions, config.chunk_size))
+        offsets.append(chunk_offsets(episode_states, episode_actions, config.chunk_size, config.action_space))
         text = episode["language_instruction"]
         instruction_ids.append(np.full(end - start, instructions.setdefault(text, len(instructions))))
         episode_of_frame.append(np.full(end - start, position))
