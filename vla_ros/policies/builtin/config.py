@@ -18,6 +18,8 @@ class VLAConfig:
     # Language: all-MiniLM-L6-v2 token embeddings, pooled by learned attention
     max_tokens: int = 16
     language_dim: int = 128
+    # Read a new phrasing as the trained instruction it means (language.InstructionMatcher)
+    match_instructions: bool = True
     # Vision: a small CNN trained from scratch, spatial-softmax keypoints
     channels: tuple[int, ...] = (32, 64, 64, 64)
     keypoints: int = 64

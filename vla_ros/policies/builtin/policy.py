@@ -19,7 +19,7 @@ import torch
 from vla_ros.camera.preprocess import policy_frame
 from vla_ros.policies.builtin.action_space import joint_targets
 from vla_ros.policies.builtin.config import VLAConfig
-from vla_ros.policies.builtin.language import LanguageEncoder
+from vla_ros.policies.builtin.language import InstructionMatcher, LanguageEncoder
 from vla_ros.policies.builtin.model import VLAModel
 
 CHECKPOINT_FORMAT = "vla_ros.builtin/1"
@@ -71,6 +71,8 @@ class BuiltinPolicy:
         self.normalization = normalization
         self.metadata = metadata or {}
         self.language = language or LanguageEncoder(config.max_tokens)
+        trained = self.metadata.get("trained_instructions")
+        self.matcher = InstructionMatcher(trained, self.language) if config.match_instructions and trained else None
         self.n_action_steps = config.n_action_steps
         self.aggregation = config.aggregation
         self._generator = torch.Generator()
@@ -94,11 +96,16 @@ class BuiltinPolicy:
         state = np.asarray(state, dtype=np.float32)
         if state.shape != (self.config.state_dim,) or not np.all(np.isfinite(state)):
             raise ValueError(f"state must be {self.config.state_dim} finite joint positions, got {state}")
-        tokens, mask = self.language.encode(instruction)
+        tokens, mask = self.language.encode(self.understood(instruction))
         return (image_tensor(policy_frame(image, self.config.image_size)[None]),
                 torch.from_numpy((state - n.state_mean) / n.state_std)[None],
                 torch.from_numpy(tokens)[None],
                 torch.from_numpy(mask)[None])
+
+    def understood(self, instruction: str) -> str:
+        """The instruction the network is given: a new phrasing read as the trained instruction it
+        means (language.InstructionMatcher), when the checkpoint lists its training instructions."""
+        return self.matcher.match(instruction) if self.matcher is not None else instruction
 
     def postprocess(self, state: np.ndarray, offsets: np.ndarray, start: int = 0) -> np.ndarray:
         """Normalised (K, action_dim) offsets from `state` -> absolute (K - start, 8) joint targets."""

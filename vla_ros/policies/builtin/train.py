@@ -281,6 +281,7 @@ def train(data_dirs: str | Path | list[str | Path], config: VLAConfig, out: str 
                        "frames": len(data.states), "validation_episodes": int(is_val_episode.sum()),
                        "instructions": len(data.instructions)},
         "train_seed": config.seed,
+        "trained_instructions": data.instructions,  # what InstructionMatcher reads new phrasings as
     }
     if init is not None:
         metadata["initialised_from"] = {"trained_on": init.metadata.get("trained_on"),
