@@ -10,7 +10,7 @@ setup:
 
 # The whole graph over DDS against the simulated arm with the shipped policy: instructions
 # on /voice_command, outcome and timings printed, MP4s and an MCAP recording in runs/demo.
-# The gripper instructions are the ones the shipped policy solves today (docs/POLICY.md).
+# The gripper instructions are ones the shipped policy solves every time (docs/POLICY.md).
 demo: setup
 	$(VENV)/bin/vla-ros demo "close the gripper" "open the gripper" --out runs/demo
 

@@ -290,9 +290,11 @@ def render(results_dir: Path, out: Path, run: dict | None = None) -> str:
         lines += ["No `vla-ros bench all` run is recorded with these results: each figure comes from its "
                   "script's own run, at the time shown in its section.", ""]
     else:
+        # A partial re-run (`bench all --only`) merged into an earlier record keeps each script's own start.
         lines += ["## This run", ""] + table(
-            ["benchmark", "status", "seconds"],
-            [[s["name"], s["status"], _format(s.get("seconds"))] for s in run.get("scripts", [])])
+            ["benchmark", "status", "seconds", "run started"],
+            [[s["name"], s["status"], _format(s.get("seconds")), s.get("started", run.get("started", ""))]
+             for s in run.get("scripts", [])])
     lines += ["## Targets", ""] + table(["issue", "figure", "measured", "target", ""], target_rows(results))
     for name, (title, section) in SECTIONS.items():
         if name in results:
