@@ -13,6 +13,7 @@ from vla_ros.policies.builtin.config import CONFIGS, VLAConfig, named_config
 from vla_ros.policies.builtin.language import LanguageEncoder
 from vla_ros.policies.builtin.policy import BuiltinPolicy, CheckpointError
 from vla_ros.policies.builtin.train import task_balanced_weights, train
+from vla_ros.policies.builtin.vision_pretrain import POSE_SPREAD, render_scenes
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +194,8 @@ def test_unknown_config_names_and_fields_are_rejected():
         VLAConfig(action_space="cartesian")
     with pytest.raises(ValueError, match="has 7 values per target, got action_dim 8"):
         VLAConfig(action_space="tcp")
+    with pytest.raises(ValueError, match="vision_pretrain_frame must be"):
+        VLAConfig(vision_pretrain_frame="camera")
 
 
 def test_int8_policy_quantises_the_linear_layers_and_stays_close(language):
@@ -275,3 +278,22 @@ def test_vision_pretraining_learns_where_objects_are_and_freezing_keeps_it(tmp_p
     assert not np.array_equal(policy.model.trunk[0].weight.detach().numpy(), longer.model.trunk[0].weight.detach().numpy())
     with pytest.raises(ValueError, match="vision_pretrain_scenes"):
         replace(CONFIGS["tiny"], vision_pretrain_steps=10)
+
+
+def test_scenes_in_the_tcp_frame_pose_the_hand_over_the_objects_and_measure_from_it():
+    on_table = render_scenes(40, 2, 48)
+    from_hand = render_scenes(40, 2, 48, frame="tcp")
+    np.testing.assert_array_equal(on_table.present, from_hand.present)  # the same layouts
+    present = on_table.present > 0
+    # Each scene's objects all move by one vector, minus the hand's (x, y)...
+    hand = on_table.positions - from_hand.positions
+    for scene in range(40):
+        spread = hand[scene][present[scene]].std(axis=0)
+        np.testing.assert_allclose(spread, 0.0, atol=1e-6)
+    hand_xy = np.array([hand[s][present[s]][0] for s in range(40)])
+    # ...and in most scenes the hand was posed near one of them, not left at its start pose.
+    nearest = np.array([np.linalg.norm(on_table.positions[s][present[s]] - hand_xy[s], axis=-1).min()
+                        for s in range(40)])
+    assert np.mean(nearest < 3 * POSE_SPREAD) > 0.6, nearest
+    assert len(np.unique(hand_xy.round(3), axis=0)) == 40
+    assert not np.array_equal(on_table.images, from_hand.images)

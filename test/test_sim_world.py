@@ -47,6 +47,16 @@ def test_tcp_site_matches_the_dh_kinematics_of_arm_py(world):
         np.testing.assert_allclose(data.site_xmat[site].reshape(3, 3), expected[:3, :3], atol=1e-6)
 
 
+def test_pose_arm_puts_the_arm_there_at_once_within_its_limits(world):
+    world.reset(3)
+    posed = arm.home_vector() + np.array([0.3, -0.2, 0.1, 0.2, -0.1, 0.3, 0.2, -0.02])
+    world.pose_arm(posed)
+    np.testing.assert_allclose(world.joint_positions(), posed, atol=1e-9)
+    np.testing.assert_allclose(world.tcp_position(), arm.tcp_position(posed[:7]), atol=1e-6)
+    world.pose_arm(np.full(8, 10.0))  # clipped to the upper limits, not past them
+    np.testing.assert_allclose(world.joint_positions(), arm.limits_arrays()["upper"])
+
+
 def _layout(world):
     return {name: pose[0].round(6).tolist() for name, pose in world.object_poses().items()}
 

@@ -329,6 +329,14 @@ class SimWorld:
         """(8,) positions of arm.COMMANDED_JOINTS."""
         return np.append(self.data.qpos[self._arm_qpos], self.data.qpos[self._finger_qpos[0]])
 
+    def pose_arm(self, positions) -> None:
+        """Put the arm at (8,) positions (arm.COMMANDED_JOINTS) at once, without dynamics: for
+        rendering still scenes (vision pretraining), not for stepping on from."""
+        positions = np.clip(np.asarray(positions, dtype=float), self._limits["lower"], self._limits["upper"])
+        self.data.qpos[self._arm_qpos] = positions[:7]
+        self.data.qpos[self._finger_qpos] = positions[7]
+        mujoco.mj_forward(self.model, self.data)
+
     def joint_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Positions, velocities and efforts of arm.STATE_JOINTS (for /joint_states)."""
         d = self.data

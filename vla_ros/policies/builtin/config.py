@@ -8,6 +8,7 @@ from vla_ros.policies.chunking import AGGREGATION_MODES
 
 FUSIONS = ("film", "cross_attention", "concat")
 HEADS = ("continuous", "tokens", "flow")
+PRETRAIN_FRAMES = ("table", "tcp")  # what vision pretraining locates objects from (vision_pretrain.py)
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,10 @@ class VLAConfig:
     # rendered scenes (vision_pretrain.py); freeze_vision then keeps its convolutions fixed.
     vision_pretrain_scenes: int = 0
     vision_pretrain_steps: int = 0
+    # What the vision learns to find: each object's table (x, y), or its (x, y) from the tool
+    # centre point, with the arm posed over the objects as in episodes ("tcp"): camera jitter
+    # moves hand and object alike in the image, so the offset a grasp needs survives it.
+    vision_pretrain_frame: str = "table"
     freeze_vision: bool = False
     seed: int = 0
 
@@ -80,6 +85,8 @@ class VLAConfig:
         if self.vision_pretrain_steps < 0 or (self.vision_pretrain_steps > 0 and self.vision_pretrain_scenes < 2):
             raise ValueError("vision pretraining needs vision_pretrain_steps >= 0 and, when > 0, "
                              f"vision_pretrain_scenes >= 2 (got {self.vision_pretrain_steps}, {self.vision_pretrain_scenes})")
+        if self.vision_pretrain_frame not in PRETRAIN_FRAMES:
+            raise ValueError(f"vision_pretrain_frame must be one of {PRETRAIN_FRAMES}, got {self.vision_pretrain_frame!r}")
         if self.image_size < 32 or self.chunk_size < 1:
             raise ValueError("image_size must be >= 32 and chunk_size >= 1")
 
@@ -104,6 +111,9 @@ DEFAULT = VLAConfig()
 # every object by up to 4 px (~3 cm on the table) against the action labels.
 LOCALISED = replace(DEFAULT, vision_pretrain_scenes=8000, vision_pretrain_steps=2500, freeze_vision=True,
                     shift_augmentation=0)
+# The localised vision, predicting tool-pose moves that IK turns into joint targets. Its
+# chunks execute from entry 4 (docs/POLICY.md: seen 98/200 at 4, 96 at 0, 92 at 7).
+TCP = replace(LOCALISED, action_space="tcp", action_dim=ACTION_DIMS["tcp"], lead_steps=4)
 
 # Named configs for `vla-ros train --config NAME`.
 CONFIGS: dict[str, VLAConfig] = {
@@ -114,10 +124,9 @@ CONFIGS: dict[str, VLAConfig] = {
     "concat": replace(DEFAULT, fusion="concat"),
     "grounded": replace(DEFAULT, grounding_weight=0.5),
     "localised": LOCALISED,
-    # The localised vision, predicting tool-pose moves that IK turns into joint targets; the
-    # shipped config. Its chunks execute from entry 4 (docs/POLICY.md: seen 98/200 at 4,
-    # 96 at 0, 92 at 7).
-    "tcp": replace(LOCALISED, action_space="tcp", action_dim=ACTION_DIMS["tcp"], lead_steps=4),
+    "tcp": TCP,
+    # As tcp, with the vision pretrained to find objects from the hand, not on the table.
+    "tcp_relative": replace(TCP, vision_pretrain_frame="tcp", vision_pretrain_scenes=16000, vision_pretrain_steps=6000),
     # For tests and smoke runs: small and fast.
     "tiny": replace(DEFAULT, image_size=48, channels=(8, 16, 16, 16), keypoints=8, hidden_dim=64, language_dim=32,
                     chunk_size=4, lead_steps=2, steps=200, batch_size=16, learning_rate=1e-3),

@@ -3,8 +3,9 @@
 Behaviour cloning alone did not make the from-scratch CNN locate objects (docs/POLICY.md:
 the right motion 17 cm beside the cube; a grounding loss on ~1,300 episode scenes did not
 generalise). Rendering a scene costs milliseconds, so here the encoder learns on thousands
-of fresh simulator layouts to regress the table (x, y) of every object present, through the
-same spatial-softmax keypoints the policy reads. Behaviour cloning then starts from these
+of fresh simulator layouts to regress the (x, y) of every object present, through the
+same spatial-softmax keypoints the policy reads: on the table, or from the tool centre
+point with the arm posed over the objects (config `vision_pretrain_frame`). Behaviour cloning then starts from these
 weights (and with `freeze_vision` keeps the convolutions as they are).
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from vla_ros import arm, kinematics
 from vla_ros.policies.builtin.config import VLAConfig
 from vla_ros.policies.builtin.model import VLAModel
 from vla_ros.policies.builtin.policy import image_tensor
@@ -28,28 +30,53 @@ HELD_OUT_FRACTION = 0.1
 SCENE_SEED_OFFSET = 10_000_000
 
 
+# With frame "tcp": the share of scenes with the arm posed over the objects (the rest keep
+# the episode start pose), and where the hand goes: near a random object, at grasp to travel height.
+POSED_FRACTION = 0.8
+POSE_SPREAD = 0.06  # m, standard deviation of the hand's (x, y) around the object
+POSE_HEIGHT = (0.03, 0.30)  # m above the table
+POSE_YAW = 0.8  # rad, largest hand turn from home
+POSE_IK_ITERATIONS = 40
+
+
 @dataclass
 class Scenes:
     images: np.ndarray  # (N, H, W, 3) uint8
-    positions: np.ndarray  # (N, len(SCENE_OBJECTS), 2) table x, y (m)
+    positions: np.ndarray  # (N, len(SCENE_OBJECTS), 2) x, y (m) in the table frame or from the TCP
     present: np.ndarray  # (N, len(SCENE_OBJECTS)) 1 where the object is on the table
 
 
-def render_scenes(count: int, seed: int, image_size: int, progress: bool = False) -> Scenes:
-    """`count` random layouts (objects, lighting, camera jitter, arm start pose) from seed."""
+def render_scenes(count: int, seed: int, image_size: int, progress: bool = False, frame: str = "table") -> Scenes:
+    """`count` random layouts (objects, lighting, camera jitter, arm start pose) from seed.
+    With frame "tcp", most scenes have the arm posed over the objects and positions are
+    measured from the tool centre point."""
+    from vla_ros.sim.expert import HAND_DOWN
     from vla_ros.sim.world import SimWorld
 
     images = np.zeros((count, image_size, image_size, 3), np.uint8)
     positions = np.zeros((count, len(SCENE_OBJECTS), 2), np.float32)
     present = np.zeros((count, len(SCENE_OBJECTS)), np.float32)
+    rng = np.random.default_rng(seed)
     world = SimWorld(image_size=image_size)
     try:
         for i in tqdm(range(count), desc="render scenes", disable=not progress, unit="scene"):
             world.reset(SCENE_SEED_OFFSET + seed * count + i)
+            poses = world.object_poses()
+            origin = np.zeros(2)
+            if frame == "tcp":
+                if rng.random() < POSED_FRACTION:
+                    anchor = poses[world.present[rng.integers(len(world.present))]][0]
+                    goal = np.array([*(anchor[:2] + rng.normal(0.0, POSE_SPREAD, 2)), rng.uniform(*POSE_HEIGHT)])
+                    rotation = kinematics.euler_matrix(0.0, 0.0, rng.uniform(-POSE_YAW, POSE_YAW)) @ HAND_DOWN
+                    joints = world.joint_positions()
+                    joints[:7] = kinematics.solve_ik(joints[:7], goal, rotation, iterations=POSE_IK_ITERATIONS)
+                    joints[7] = rng.uniform(0.0, arm.HOME_POSITIONS[arm.GRIPPER_JOINT])
+                    world.pose_arm(joints)
+                origin = world.tcp_position()[:2]
             images[i] = world.render()
-            for name, (position, _) in world.object_poses().items():
+            for name, (position, _) in poses.items():
                 slot = SCENE_OBJECTS.index(name)
-                positions[i, slot], present[i, slot] = position[:2], 1.0
+                positions[i, slot], present[i, slot] = position[:2] - origin, 1.0
     finally:
         world.close()
     return Scenes(images, positions, present)
@@ -90,7 +117,8 @@ def pretrain_vision(model: VLAModel, config: VLAConfig, progress: bool = True) -
     measured: held-out localisation error (m) before and after, and against always answering
     the mean position."""
     started = time.monotonic()
-    scenes = render_scenes(config.vision_pretrain_scenes, config.seed, config.image_size, progress)
+    scenes = render_scenes(config.vision_pretrain_scenes, config.seed, config.image_size, progress,
+                           config.vision_pretrain_frame)
     held_out = max(1, int(len(scenes.images) * HELD_OUT_FRACTION))
     train = Scenes(scenes.images[held_out:], scenes.positions[held_out:], scenes.present[held_out:])
     test = Scenes(scenes.images[:held_out], scenes.positions[:held_out], scenes.present[:held_out])
@@ -107,7 +135,8 @@ def pretrain_vision(model: VLAModel, config: VLAConfig, progress: bool = True) -
     optimizer = torch.optim.AdamW(trained, lr=1e-3, weight_decay=config.weight_decay)
     before = localisation_error(locator, test)
     locator.train()
-    for _ in tqdm(range(config.vision_pretrain_steps), desc="pretrain vision", disable=not progress, unit="step"):
+    bar = tqdm(range(config.vision_pretrain_steps), desc="pretrain vision", disable=not progress, unit="step")
+    for step in bar:
         picks = generator.integers(0, len(train.images), config.batch_size)
         present = torch.from_numpy(train.present[picks])
         error = (locator(image_tensor(train.images[picks])) - torch.from_numpy(train.positions[picks])).abs().sum(-1)
@@ -115,6 +144,8 @@ def pretrain_vision(model: VLAModel, config: VLAConfig, progress: bool = True) -
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if step % 100 == 0:
+            bar.set_postfix(l1_cm=f"{100 * loss.item():.1f}")
     after = localisation_error(locator, test)
     for parameter, flag in zip(trained, flags):
         parameter.requires_grad_(flag)
