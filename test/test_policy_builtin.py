@@ -5,7 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from vla_ros import arm
+from vla_ros import arm, cli
 from vla_ros.dataset import DatasetError, Episode, EpisodeDataset, write_info, write_shard
 from vla_ros.policies.base import Observation
 from vla_ros.policies.builtin.action_space import ACTION_DIMS
@@ -124,6 +124,25 @@ def test_fine_tuning_starts_from_the_initial_policy(tmp_path, language):
     assert tuned.metadata["initialised_from"]["trained_on"]["episodes"] == 8
     with pytest.raises(ValueError, match="architecture does not match"):
         train(root, replace(config, hidden_dim=32), tmp_path / "wrong.pt", init=first, progress=False)
+
+
+def test_train_vision_fine_tunes_the_convolutions_a_frozen_checkpoint_kept(tmp_path, language):
+    root = _make_dataset(tmp_path / "data")
+    frozen = train(root, replace(CONFIGS["tiny"], steps=2, freeze_vision=True), tmp_path / "frozen.pt", progress=False)
+
+    def fine_tuned(name: str, *flags: str) -> BuiltinPolicy:
+        out = tmp_path / f"{name}.pt"
+        assert cli.main(["train", "--data", str(root), "--init", str(tmp_path / "frozen.pt"), "--steps", "2",
+                         "--threads", "1", "--out", str(out), *flags]) == 0
+        return BuiltinPolicy.load(out, language=language)
+
+    def vision_changed(policy: BuiltinPolicy) -> bool:
+        before = frozen.model.vision.state_dict()
+        return any(not np.array_equal(w.numpy(), before[k].numpy()) for k, w in policy.model.vision.state_dict().items())
+
+    assert not vision_changed(fine_tuned("kept"))
+    trained = fine_tuned("trained", "--train-vision")
+    assert vision_changed(trained) and not trained.config.freeze_vision
 
 
 def test_a_new_head_trains_on_another_policys_vision(tmp_path, language):

@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dataset directories written by `vla-ros collect` (e.g. demonstrations and "
                         "DAgger rollouts), trained on together")
     parser.add_argument("--config", default="default", help="named policy config (default, tokens, flow, "
-                        "cross_attention, concat, grounded, localised, tcp (shipped), tiny; docs/POLICY.md)")
+                        "cross_attention, concat, grounded, localised, tcp (shipped), tcp_relative, tiny; docs/POLICY.md)")
     parser.add_argument("--out", required=True, help="checkpoint file to write, e.g. runs/default/policy.pt")
     parser.add_argument("--steps", type=int, help="training steps (default: the config's)")
     parser.add_argument("--seed", type=int, help="training seed (default: the config's)")
@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "the config's; docs/POLICY.md)")
     parser.add_argument("--balance-tasks", action="store_true",
                         help="draw every task kind equally often (default: the config's; docs/POLICY.md)")
+    parser.add_argument("--train-vision", action="store_true",
+                        help="also train the vision convolutions when the config freezes them (e.g. fine-tuning "
+                        "a frozen-vision checkpoint end to end; docs/POLICY.md)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
     parser.add_argument("--eval-every", type=int, default=0, metavar="STEPS",
                         help="measure in-simulator success every STEPS steps (default 0: only at the end, "
@@ -57,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
         overrides = {k: v for k, v in (("steps", args.steps), ("seed", args.seed), ("head", args.head),
                                        ("learning_rate", args.learning_rate),
                                        ("grounding_weight", args.grounding_weight),
-                                       ("balance_tasks", args.balance_tasks or None)) if v is not None}
+                                       ("balance_tasks", args.balance_tasks or None),
+                                       ("freeze_vision", False if args.train_vision else None)) if v is not None}
         config = replace(config, **overrides)
     except (ValueError, LanguageEncoderError) as err:
         print(f"error: {err}", file=sys.stderr)
