@@ -1,11 +1,12 @@
 """Expert demonstrations: deterministic for a seed, resumable after an interruption, in the dataset format."""
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from vla_ros.collection import Learner, collect, plan
+from vla_ros.collection import DEFAULT_NOISE, Learner, collect, plan
 from vla_ros.dataset import EpisodeDataset
 
 
@@ -80,3 +81,21 @@ def test_kinds_restrict_the_tasks_and_leave_the_default_plan_unchanged(tmp_path)
         (658, "open_gripper"), (609, "place"), (265, "push"), (223, "pick")]
     with pytest.raises(ValueError, match="task kinds must be among"):
         collect(tmp_path / "x", episodes=1, kinds=("dance",), progress=False)
+
+
+def test_missed_grasp_demonstrations_start_at_the_miss_and_show_the_retry(tmp_path):
+    normal = collect(tmp_path / "n", episodes=2, seed=3, image_size=48, shard_size=2, progress=False,
+                     kinds=("pick",))
+    missed = collect(tmp_path / "m", episodes=2, seed=3, image_size=48, shard_size=2, progress=False,
+                     kinds=("pick",), noise=replace(DEFAULT_NOISE, miss_distance=0.035))
+    assert missed["success_rate"] == 1.0 and missed["frames"] < normal["frames"]
+    data = EpisodeDataset(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "meta" / "info.json").read_text())["noise"]["miss_distance"] == 0.035
+    retries = 0
+    for start, end in data.episode_ranges():
+        states, actions = data.read("observation.state", start, end), data.read("action", start, end)
+        assert states[-1, 7] > 0.01  # ends holding the object
+        if states[0, 7] < 0.005:  # opens on the closed, empty hand (a grasp that did not miss is kept whole)
+            assert actions[:3, 7].max() > 0.005  # and the labels open it to try again
+            retries += 1
+    assert retries >= 1

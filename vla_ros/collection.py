@@ -23,6 +23,7 @@ from vla_ros.sim.world import SimWorld
 
 # Task kinds in proportion to how much they need to be learned (object tasks need more).
 KIND_WEIGHTS = {"pick": 3, "place": 3, "push": 3, "stack": 3, "home": 1, "open_gripper": 1, "close_gripper": 1}
+GRASP_KINDS = ("pick", "place", "stack")  # tasks that start with a grasp
 # Steps recorded after success, so the policy learns to stay put once done.
 STEPS_AFTER_SUCCESS = 5
 # Noise the expert still solves every task with (docs/SIMULATION.md).
@@ -73,6 +74,9 @@ def record_episode(world: SimWorld, expert: ExpertPolicy, world_seed: int, episo
     if learner is not None:
         learner.reset(world_seed)
     images, states, actions = [], [], []
+    # With a deliberate first miss (ExpertNoise.miss_distance), only the recovery is a
+    # demonstration: the frames of the missed attempt are dropped.
+    first_kept = None if expert.noise.miss_distance > 0 and episode.spec["task"] in GRASP_KINDS else 0
     limit = tasks.TIME_LIMITS[episode.spec["task"]]
     after_success = None
     step = 0
@@ -83,6 +87,8 @@ def record_episode(world: SimWorld, expert: ExpertPolicy, world_seed: int, episo
             learner_target = learner.target(observation, episode.instruction, step)
             if learner.rng.random() >= learner.expert_share:
                 executed = learner_target
+        if first_kept is None and expert.missed_grasps:
+            first_kept = step
         images.append(observation.image)
         states.append(observation.state)
         actions.append(expert.clean_action.copy())
@@ -92,8 +98,9 @@ def record_episode(world: SimWorld, expert: ExpertPolicy, world_seed: int, episo
             after_success = STEPS_AFTER_SUCCESS
         elif after_success is not None:
             after_success -= 1
-    return dataset.Episode(np.stack(images), np.stack(states).astype(np.float32),
-                           np.stack(actions).astype(np.float32), episode.instruction, episode.spec,
+    kept = slice(first_kept or 0, None)  # the whole episode if the grasp never missed
+    return dataset.Episode(np.stack(images[kept]), np.stack(states[kept]).astype(np.float32),
+                           np.stack(actions[kept]).astype(np.float32), episode.instruction, episode.spec,
                            after_success is not None, world_seed)
 
 

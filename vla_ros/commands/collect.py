@@ -4,6 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
+
+MAX_MISS = 0.1  # m: further off, the "grasp" is nowhere near the object
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kinds", default="",
                         help="comma-separated task kinds to record, e.g. 'home' (default: all, weighted "
                         "as in vla_ros/collection.py)")
+    parser.add_argument("--missed-grasp", type=float, default=0.0, metavar="METRES",
+                        help="retry demonstrations: the expert's first grasp aims this far beside the object "
+                        "(0.035 misses every time) and only the frames from the miss on are recorded "
+                        "(default 0: off)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,12 +40,16 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.expert_share <= 1.0:
         print("error: --expert-share must be in [0, 1]", file=sys.stderr)
         return 2
-    from vla_ros.collection import KIND_WEIGHTS
+    if not 0.0 <= args.missed_grasp <= MAX_MISS:
+        print(f"error: --missed-grasp must be in [0, {MAX_MISS}] m", file=sys.stderr)
+        return 2
+    from vla_ros.collection import DEFAULT_NOISE, KIND_WEIGHTS
 
     kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip()) if args.kinds else tuple(KIND_WEIGHTS)
     try:
         learner = _learner(args.dagger, args.expert_share) if args.dagger else None
         summary = collect(args.out, args.episodes, args.seed, args.image_size, args.shard_size,
+                          noise=replace(DEFAULT_NOISE, miss_distance=args.missed_grasp),
                           learner=learner, learner_name=args.dagger, kinds=kinds)
     except (DatasetError, LanguageEncoderError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)

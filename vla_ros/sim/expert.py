@@ -54,6 +54,9 @@ class ExpertNoise:
     detour_probability: float = 0.0  # per control step, chance of starting a detour
     detour_size: float = 0.05  # m, largest offset of a detour's waypoint
     detour_steps: int = 5  # control steps a detour lasts
+    # > 0: the first grasp of an episode aims this far (m) beside the object, so that it
+    # misses and the expert shows how to try again.
+    miss_distance: float = 0.0
 
 
 def _yaw_rotation(yaw: float) -> np.ndarray:
@@ -87,8 +90,11 @@ class ExpertPolicy:
         self._push_start: np.ndarray | None = None
         self._previous: np.ndarray | None = None  # last clean arm targets
         self._previous_step = np.zeros(7)
+        self.missed_grasps = 0  # grasps that closed on nothing this episode
         # Noise differs per episode yet repeats for the same world seed.
         self._rng = np.random.default_rng([self.seed, self.world.seed or 0])
+        # Which way the first grasp misses: along the hand's x, where no finger lands on the object.
+        self._miss_side = float(self._rng.choice([-1.0, 1.0])) if self.noise.miss_distance > 0 else 0.0
 
     def select_action(self, observation: Observation, instruction: str) -> np.ndarray:
         state = self.world.snapshot()
@@ -176,7 +182,11 @@ class ExpertPolicy:
         held = name in state.in_hand
         yaw = self._grasp_yaw(name)
         grasp_height = state.bottom(name) + GRASP_FRACTION * 2 * body.half_height
-        above_object = np.array([*body.position[:2], state.top(name) + CLEARANCE])
+        aim = body.position[:2]
+        if self.missed_grasps == 0 and self._miss_side:
+            beside = (_yaw_rotation(yaw) @ HAND_DOWN)[:2, 0]
+            aim = aim + self._miss_side * self.noise.miss_distance * beside / np.linalg.norm(beside)
+        above_object = np.array([*aim, state.top(name) + CLEARANCE])
         if self.phase in ("start", "approach"):
             self._move_gripper(arm.HOME_POSITIONS[arm.GRIPPER_JOINT])
             self.phase = "approach"
@@ -185,7 +195,7 @@ class ExpertPolicy:
             return ("tcp", above_object, yaw, TRAVEL_SPEED)
         if self.phase == "descend":
             self._move_gripper(arm.HOME_POSITIONS[arm.GRIPPER_JOINT])
-            goal = np.array([*body.position[:2], grasp_height])
+            goal = np.array([*aim, grasp_height])
             if _close(state.tcp, goal, REACHED * 0.75):
                 self.phase, self._wait = "close", 0
             return ("tcp", goal, yaw, APPROACH_SPEED)
@@ -196,7 +206,8 @@ class ExpertPolicy:
                     self.phase = "lift"
                 elif self._wait >= 2 * GRASP_WAIT_STEPS:
                     self.phase = "approach"  # missed: open and try again
-            return ("tcp", np.array([*body.position[:2], grasp_height]), yaw, APPROACH_SPEED)
+                    self.missed_grasps += 1
+            return ("tcp", np.array([*aim, grasp_height]), yaw, APPROACH_SPEED)
         if not held and self.phase in ("lift", "carry", "lower"):
             self.phase = "approach"  # dropped it
             return self._plan_grasp(task, state)
