@@ -97,24 +97,35 @@ def _dh_transform(a: float, d: float, alpha: float, theta: float) -> np.ndarray:
     )
 
 
-def forward_kinematics(arm_positions) -> list[np.ndarray]:
+_DH_A, _DH_D, _DH_ALPHA = np.array(PANDA_DH).T
+_COS_ALPHA, _SIN_ALPHA = np.cos(_DH_ALPHA), np.sin(_DH_ALPHA)
+# Last joint frame -> flange -> TCP: constant.
+_TO_FLANGE = _dh_transform(0.0, FLANGE_D, 0.0, 0.0)
+_FLANGE_TO_TCP = _dh_transform(0.0, TCP_OFFSET, 0.0, HAND_YAW)
+
+
+def forward_kinematics(arm_positions) -> np.ndarray:
     """Homogeneous transforms (world <- frame) of links 1..7, the flange and the TCP.
 
-    `arm_positions` holds the 7 arm joint angles in ARM_JOINTS order. Returns 9
-    4x4 matrices: one per joint frame, then the flange, then the TCP.
+    `arm_positions` holds the 7 arm joint angles in ARM_JOINTS order. Returns a
+    (9, 4, 4) array: one matrix per joint frame, then the flange, then the TCP.
     """
     q = np.asarray(arm_positions, dtype=float)
     if q.shape != (7,):
         raise ValueError(f"forward_kinematics needs 7 arm joint angles, got shape {q.shape}")
-    frames = []
-    pose = np.eye(4)
-    for (a, d, alpha), theta in zip(PANDA_DH, q):
-        pose = pose @ _dh_transform(a, d, alpha, theta)
-        frames.append(pose)
-    flange = pose @ _dh_transform(0.0, FLANGE_D, 0.0, 0.0)
-    frames.append(flange)
-    tcp = flange @ _dh_transform(0.0, TCP_OFFSET, 0.0, HAND_YAW)
-    frames.append(tcp)
+    # The 7 joint transforms of _dh_transform at once: IK calls this every iteration.
+    ct, st = np.cos(q), np.sin(q)
+    joint = np.zeros((7, 4, 4))
+    joint[:, 0, 0], joint[:, 0, 1], joint[:, 0, 3] = ct, -st, _DH_A
+    joint[:, 1, 0], joint[:, 1, 1], joint[:, 1, 2], joint[:, 1, 3] = st * _COS_ALPHA, ct * _COS_ALPHA, -_SIN_ALPHA, -_DH_D * _SIN_ALPHA
+    joint[:, 2, 0], joint[:, 2, 1], joint[:, 2, 2], joint[:, 2, 3] = st * _SIN_ALPHA, ct * _SIN_ALPHA, _COS_ALPHA, _DH_D * _COS_ALPHA
+    joint[:, 3, 3] = 1.0
+    frames = np.empty((9, 4, 4))
+    frames[0] = joint[0]
+    for i in range(1, 7):
+        frames[i] = frames[i - 1] @ joint[i]
+    frames[7] = frames[6] @ _TO_FLANGE
+    frames[8] = frames[7] @ _FLANGE_TO_TCP
     return frames
 
 

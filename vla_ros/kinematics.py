@@ -32,12 +32,16 @@ def jacobian(q) -> np.ndarray:
     return _jacobian(arm.forward_kinematics(q))
 
 
-def _jacobian(frames: list[np.ndarray]) -> np.ndarray:
-    tcp = frames[-1][:3, 3]
+def _jacobian(frames: np.ndarray) -> np.ndarray:
     # Modified DH: joint i turns about the z axis of frame i, through its origin.
-    axes = np.array([frame[:3, 2] for frame in frames[:7]])
-    origins = np.array([frame[:3, 3] for frame in frames[:7]])
-    return np.vstack([np.cross(axes, tcp - origins).T, axes.T])
+    axes = frames[:7, :3, 2].T  # (3, 7)
+    arms = frames[-1, :3, 3, None] - frames[:7, :3, 3].T  # joint origin -> TCP, (3, 7)
+    jac = np.empty((6, 7))
+    jac[0] = axes[1] * arms[2] - axes[2] * arms[1]  # axis x arm (np.cross costs 3x more here)
+    jac[1] = axes[2] * arms[0] - axes[0] * arms[2]
+    jac[2] = axes[0] * arms[1] - axes[1] * arms[0]
+    jac[3:] = axes
+    return jac
 
 
 def rotation_error(target: np.ndarray, current: np.ndarray) -> np.ndarray:
