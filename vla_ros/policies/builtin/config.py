@@ -125,7 +125,8 @@ CONFIGS: dict[str, VLAConfig] = {
     "grounded": replace(DEFAULT, grounding_weight=0.5),
     "localised": LOCALISED,
     "tcp": TCP,
-    # As tcp, with the vision pretrained to find objects from the hand, not on the table.
+    # As tcp, with the vision pretrained to find objects from the hand, not on the table
+    # (session 12: worse than tcp, docs/POLICY.md "Grasp precision").
     "tcp_relative": replace(TCP, vision_pretrain_frame="tcp", vision_pretrain_scenes=16000, vision_pretrain_steps=6000),
     # For tests and smoke runs: small and fast.
     "tiny": replace(DEFAULT, image_size=48, channels=(8, 16, 16, 16), keypoints=8, hidden_dim=64, language_dim=32,
