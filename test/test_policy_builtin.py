@@ -4,6 +4,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 from vla_ros import arm, cli
 from vla_ros.dataset import DatasetError, Episode, EpisodeDataset, write_info, write_shard
@@ -132,8 +133,12 @@ def test_train_vision_fine_tunes_the_convolutions_a_frozen_checkpoint_kept(tmp_p
 
     def fine_tuned(name: str, *flags: str) -> BuiltinPolicy:
         out = tmp_path / f"{name}.pt"
-        assert cli.main(["train", "--data", str(root), "--init", str(tmp_path / "frozen.pt"), "--steps", "2",
-                         "--threads", "1", "--out", str(out), *flags]) == 0
+        threads = torch.get_num_threads()
+        try:
+            assert cli.main(["train", "--data", str(root), "--init", str(tmp_path / "frozen.pt"), "--steps", "2",
+                             "--threads", "1", "--out", str(out), *flags]) == 0
+        finally:
+            torch.set_num_threads(threads)  # the command sets it for the process; later tests train with the default
         return BuiltinPolicy.load(out, language=language)
 
     def vision_changed(policy: BuiltinPolicy) -> bool:
@@ -283,7 +288,7 @@ def test_a_grounded_config_trains_its_grounding_head_and_fine_tunes_from_an_ungr
 
 def test_vision_pretraining_learns_where_objects_are_and_freezing_keeps_it(tmp_path, language):
     # Real renders of the simulated table; tiny sizes so it stays a few seconds.
-    config = replace(CONFIGS["tiny"], steps=2, vision_pretrain_scenes=200, vision_pretrain_steps=400,
+    config = replace(CONFIGS["tiny"], steps=2, vision_pretrain_scenes=200, vision_pretrain_steps=600,
                      freeze_vision=True, batch_size=32)
     policy = train(_make_dataset(tmp_path / "data"), config, tmp_path / "policy.pt", progress=False)
     measured = policy.metadata["history"]["vision_pretrain"]
