@@ -5,8 +5,9 @@ the right motion 17 cm beside the cube; a grounding loss on ~1,300 episode scene
 generalise). Rendering a scene costs milliseconds, so here the encoder learns on thousands
 of fresh simulator layouts to regress the (x, y) of every object present, through the
 same spatial-softmax keypoints the policy reads: on the table, or from the tool centre
-point with the arm posed over the objects (config `vision_pretrain_frame`). Behaviour cloning then starts from these
-weights (and with `freeze_vision` keeps the convolutions as they are).
+point with the arm posed over the objects (config `vision_pretrain_frame`). Behaviour
+cloning then starts from these weights (and with `freeze_vision` keeps the convolutions
+as they are).
 """
 from __future__ import annotations
 
