@@ -85,23 +85,23 @@ def limits_arrays(names: tuple[str, ...] = COMMANDED_JOINTS) -> dict[str, np.nda
     return {f: np.array([getattr(PANDA_LIMITS[n], f) for n in names]) for f in fields}
 
 
-def _dh_transform(a: float, d: float, alpha: float, theta: float) -> np.ndarray:
+def _dh_transforms(a, d, alpha, theta) -> np.ndarray:
+    """Modified DH transforms, (4, 4) for scalars or (n, 4, 4) for n joints' parameters."""
     ca, sa, ct, st = np.cos(alpha), np.sin(alpha), np.cos(theta), np.sin(theta)
-    return np.array(
-        [
-            [ct, -st, 0.0, a],
-            [st * ca, ct * ca, -sa, -d * sa],
-            [st * sa, ct * sa, ca, d * ca],
-            [0.0, 0.0, 0.0, 1.0],
-        ]
-    )
+    transforms = np.zeros(np.shape(theta) + (4, 4))
+    transforms[..., 0, 0], transforms[..., 0, 1], transforms[..., 0, 3] = ct, -st, a
+    transforms[..., 1, 0], transforms[..., 1, 1], transforms[..., 1, 2], transforms[..., 1, 3] = (
+        st * ca, ct * ca, -sa, -d * sa)
+    transforms[..., 2, 0], transforms[..., 2, 1], transforms[..., 2, 2], transforms[..., 2, 3] = (
+        st * sa, ct * sa, ca, d * ca)
+    transforms[..., 3, 3] = 1.0
+    return transforms
 
 
 _DH_A, _DH_D, _DH_ALPHA = np.array(PANDA_DH).T
-_COS_ALPHA, _SIN_ALPHA = np.cos(_DH_ALPHA), np.sin(_DH_ALPHA)
 # Last joint frame -> flange -> TCP: constant.
-_TO_FLANGE = _dh_transform(0.0, FLANGE_D, 0.0, 0.0)
-_FLANGE_TO_TCP = _dh_transform(0.0, TCP_OFFSET, 0.0, HAND_YAW)
+_TO_FLANGE = _dh_transforms(0.0, FLANGE_D, 0.0, 0.0)
+_FLANGE_TO_TCP = _dh_transforms(0.0, TCP_OFFSET, 0.0, HAND_YAW)
 
 
 def forward_kinematics(arm_positions) -> np.ndarray:
@@ -113,13 +113,8 @@ def forward_kinematics(arm_positions) -> np.ndarray:
     q = np.asarray(arm_positions, dtype=float)
     if q.shape != (7,):
         raise ValueError(f"forward_kinematics needs 7 arm joint angles, got shape {q.shape}")
-    # The 7 joint transforms of _dh_transform at once: IK calls this every iteration.
-    ct, st = np.cos(q), np.sin(q)
-    joint = np.zeros((7, 4, 4))
-    joint[:, 0, 0], joint[:, 0, 1], joint[:, 0, 3] = ct, -st, _DH_A
-    joint[:, 1, 0], joint[:, 1, 1], joint[:, 1, 2], joint[:, 1, 3] = st * _COS_ALPHA, ct * _COS_ALPHA, -_SIN_ALPHA, -_DH_D * _SIN_ALPHA
-    joint[:, 2, 0], joint[:, 2, 1], joint[:, 2, 2], joint[:, 2, 3] = st * _SIN_ALPHA, ct * _SIN_ALPHA, _COS_ALPHA, _DH_D * _COS_ALPHA
-    joint[:, 3, 3] = 1.0
+    # All 7 joint transforms in one call: IK runs this every iteration.
+    joint = _dh_transforms(_DH_A, _DH_D, _DH_ALPHA, q)
     frames = np.empty((9, 4, 4))
     frames[0] = joint[0]
     for i in range(1, 7):

@@ -168,13 +168,11 @@ class SimWorld:
         start[:7] += tasks.start_arm_offsets(spec, rng)
         start[7] = tasks.start_gripper(spec) if spec is not None else start[7]
         start = np.clip(start, self._limits["lower"], self._limits["upper"])
-        d.qpos[self._arm_qpos] = start[:7]
-        d.qpos[self._finger_qpos] = start[7]
         self._setpoint = start.copy()
         self._goal = start.copy()
         self._rate[:] = 0.0
         d.ctrl[self._actuators] = start
-        mujoco.mj_forward(m, d)
+        self.pose_arm(start)
         self._run_substeps(int(round(SETTLE_TIME / m.opt.timestep)))
         d.time = 0.0
         self.task = None
