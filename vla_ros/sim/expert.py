@@ -59,13 +59,15 @@ class ExpertNoise:
     miss_distance: float = 0.0
 
 
-def _yaw_rotation(yaw: float) -> np.ndarray:
-    c, s = np.cos(yaw), np.sin(yaw)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-
-
 # The hand pointing down as at home (TCP x forward, fingers closing along y).
 HAND_DOWN = arm.forward_kinematics(arm.home_vector()[:7])[-1][:3, :3]
+
+
+def hand_down(yaw: float) -> np.ndarray:
+    """Rotation of the hand pointing down, turned by `yaw` (rad) about the vertical from home."""
+    return kinematics.euler_matrix(0.0, 0.0, yaw) @ HAND_DOWN
+
+
 _LIMITS = arm.limits_arrays()
 _MAX_JOINT_STEP = _LIMITS["velocity"][:7] * JOINT_SPEED_FRACTION * CONTROL_DT
 _MAX_STEP_CHANGE = _LIMITS["acceleration"][:7] * JOINT_SPEED_FRACTION * CONTROL_DT**2
@@ -126,7 +128,7 @@ class ExpertPolicy:
         _, position, yaw, speed = goal
         waypoint = _step_towards(state.tcp, position + detour, speed * CONTROL_DT)
         _, current_rotation = kinematics.tcp_pose(q)
-        turn = kinematics.rotation_error(_yaw_rotation(yaw) @ HAND_DOWN, current_rotation)
+        turn = kinematics.rotation_error(hand_down(yaw), current_rotation)
         angle = np.linalg.norm(turn)
         if angle > MAX_TURN:
             turn *= MAX_TURN / angle
@@ -184,7 +186,7 @@ class ExpertPolicy:
         grasp_height = state.bottom(name) + GRASP_FRACTION * 2 * body.half_height
         aim = body.position[:2]
         if self.missed_grasps == 0 and self._miss_side:
-            beside = (_yaw_rotation(yaw) @ HAND_DOWN)[:2, 0]
+            beside = hand_down(yaw)[:2, 0]
             aim = aim + self._miss_side * self.noise.miss_distance * beside / np.linalg.norm(beside)
         above_object = np.array([*aim, state.top(name) + CLEARANCE])
         if self.phase in ("start", "approach"):

@@ -51,7 +51,7 @@ def render_scenes(count: int, seed: int, image_size: int, progress: bool = False
     """`count` random layouts (objects, lighting, camera jitter, arm start pose) from seed.
     With frame "tcp", most scenes have the arm posed over the objects and positions are
     measured from the tool centre point."""
-    from vla_ros.sim.expert import HAND_DOWN
+    from vla_ros.sim.expert import hand_down
     from vla_ros.sim.world import SimWorld
 
     images = np.zeros((count, image_size, image_size, 3), np.uint8)
@@ -68,7 +68,7 @@ def render_scenes(count: int, seed: int, image_size: int, progress: bool = False
                 if rng.random() < POSED_FRACTION:
                     anchor = poses[world.present[rng.integers(len(world.present))]][0]
                     goal = np.array([*(anchor[:2] + rng.normal(0.0, POSE_SPREAD, 2)), rng.uniform(*POSE_HEIGHT)])
-                    rotation = kinematics.euler_matrix(0.0, 0.0, rng.uniform(-POSE_YAW, POSE_YAW)) @ HAND_DOWN
+                    rotation = hand_down(rng.uniform(-POSE_YAW, POSE_YAW))
                     joints = world.joint_positions()
                     joints[:7] = kinematics.solve_ik(joints[:7], goal, rotation, iterations=POSE_IK_ITERATIONS)
                     joints[7] = rng.uniform(0.0, arm.HOME_POSITIONS[arm.GRIPPER_JOINT])
