@@ -35,13 +35,14 @@ def time_policy(policy: BuiltinPolicy, repeats: int) -> dict:
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (policy.config.image_size, policy.config.image_size, 3), dtype=np.uint8)
     state = arm.home_vector()
-    policy.predict_chunk(image, state, INSTRUCTION)  # language encoding is cached after the first call
+    wrist = image if policy.uses_wrist_camera else None
+    policy.predict_chunk(image, state, INSTRUCTION, wrist_image=wrist)  # language encoding is cached after the first call
     for _ in range(20):
-        policy.predict_chunk(image, state, INSTRUCTION)
+        policy.predict_chunk(image, state, INSTRUCTION, wrist_image=wrist)
     samples = []
     for _ in range(repeats):
         start = time.perf_counter()
-        policy.predict_chunk(image, state, INSTRUCTION)
+        policy.predict_chunk(image, state, INSTRUCTION, wrist_image=wrist)
         samples.append(time.perf_counter() - start)
     return percentiles(samples)
 
@@ -55,9 +56,9 @@ def time_stages(policy: BuiltinPolicy, repeats: int) -> dict:
     samples = {"preprocess": [], "model": [], "postprocess": []}
     for i in range(repeats + 20):
         t0 = time.perf_counter()
-        inputs = policy.preprocess(image, state, INSTRUCTION)
+        inputs = policy.preprocess(image, state, INSTRUCTION, image if policy.uses_wrist_camera else None)
         t1 = time.perf_counter()
-        offsets = policy.model.predict(*inputs, None)[0].numpy()
+        offsets = policy.model.predict(**inputs)[0].numpy()
         t2 = time.perf_counter()
         policy.postprocess(state, offsets)
         t3 = time.perf_counter()

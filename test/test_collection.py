@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from vla_ros.collection import DEFAULT_NOISE, Learner, collect, plan
-from vla_ros.dataset import EpisodeDataset
+from vla_ros.dataset import WRIST_IMAGE, EpisodeDataset
 
 
 def _arrays(root):
@@ -99,3 +99,31 @@ def test_missed_grasp_demonstrations_start_at_the_miss_and_show_the_retry(tmp_pa
             assert actions[:3, 7].max() > 0.005  # and the labels open it to try again
             retries += 1
     assert retries >= 1
+
+
+class HoldStillWithWrist(HoldStill):
+    """A learner that uses the hand camera: it checks that it is given the wrist image."""
+
+    uses_wrist_camera = True
+
+    def select_action(self, observation, instruction):
+        assert observation.wrist_image is not None and observation.wrist_image.shape == observation.image.shape
+        return super().select_action(observation, instruction)
+
+
+def test_wrist_camera_frames_are_recorded_beside_an_unchanged_episode(tmp_path):
+    collect(tmp_path / "s", episodes=2, seed=3, image_size=48, shard_size=2, progress=False)
+    collect(tmp_path / "w", episodes=2, seed=3, image_size=48, shard_size=2, progress=False, wrist_camera=True)
+    scene_only, with_wrist = EpisodeDataset(tmp_path / "s"), EpisodeDataset(tmp_path / "w")
+    assert WRIST_IMAGE not in scene_only.features and WRIST_IMAGE in with_wrist.features
+    for name, array in _arrays(tmp_path / "s").items():  # rendering the hand camera changes nothing else
+        np.testing.assert_array_equal(array, _arrays(tmp_path / "w")[name], err_msg=name)
+    wrist = with_wrist.read(WRIST_IMAGE, 0, len(with_wrist))
+    assert wrist.shape == (len(with_wrist), 48, 48, 3)
+    assert np.abs(wrist.astype(int) - with_wrist.read("observation.image", 0, len(with_wrist))).mean() > 20
+    assert np.abs(np.diff(wrist.astype(int), axis=0)).mean() > 1  # the view moves with the hand
+
+    # A learner that uses the hand camera turns it on by itself.
+    collect(tmp_path / "l", episodes=1, seed=3, image_size=48, shard_size=1, progress=False,
+            learner=Learner(HoldStillWithWrist(), expert_share=0.0))
+    assert WRIST_IMAGE in EpisodeDataset(tmp_path / "l").features

@@ -29,6 +29,7 @@ class CountingPolicy:
         time.sleep(self.delay)
         self.calls += 1
         self.instructions.append(instruction)
+        self.wrist_image = observation.wrist_image
         try:
             if self.error:
                 raise self.error
@@ -121,6 +122,26 @@ def test_a_stale_image_or_joint_state_holds_and_says_which(closing):
     loop.observe(TimedObservation(np.zeros((8, 8, 3), np.uint8), 10.3, START.copy(), 10.0))
     target, reason = loop.tick(10.3)
     assert target is None and reason.startswith("joint state is stale")
+
+
+def test_the_wrist_image_reaches_the_policy_and_holds_the_loop_when_stale(closing):
+    policy = CountingPolicy()
+    loop = make_loop(policy)
+    closing(loop)
+    wrist = np.full((8, 8, 3), 7, np.uint8)
+    loop.start("a", "pick up the red cube", 10.0)
+    loop.observe(TimedObservation(np.zeros((8, 8, 3), np.uint8), 10.0, START.copy(), 10.0, wrist, 9.7))
+    time.sleep(0.05)
+    assert policy.calls == 0  # a wrist image older than max_age against the others: no chunk from it
+    loop.observe(TimedObservation(np.zeros((8, 8, 3), np.uint8), 10.01, START.copy(), 10.01, wrist, 10.0))
+    assert wait_for(lambda: loop.stats.chunks_computed == 1)
+    assert policy.wrist_image is wrist
+    assert loop.tick(10.02)[0] is not None
+    target, reason = loop.tick(10.25)
+    assert target is None and reason.startswith("image is stale")
+    loop.observe(TimedObservation(np.zeros((8, 8, 3), np.uint8), 10.25, START.copy(), 10.25, wrist, 10.0))
+    target, reason = loop.tick(10.25)
+    assert target is None and reason.startswith("wrist image is stale (0.25 s old")
 
 
 def test_an_instruction_starts_on_a_fresh_observation_not_a_stale_one(closing):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from vla_ros import arm, cli
-from vla_ros.dataset import DatasetError, Episode, EpisodeDataset, write_info, write_shard
+from vla_ros.dataset import WRIST_IMAGE, DatasetError, Episode, EpisodeDataset, write_info, write_shard
 from vla_ros.policies.base import Observation
 from vla_ros.policies.builtin.action_space import ACTION_DIMS
 from vla_ros.policies.builtin.config import CONFIGS, VLAConfig, named_config
@@ -22,22 +22,25 @@ def language():
     return LanguageEncoder(max_tokens=16)
 
 
-def _episode(rng, length, instruction, offset_sign):
-    """An episode whose actions depend on the image (bright square's column) and on the instruction."""
+def _episode(rng, length, instruction, offset_sign, wrist=False):
+    """An episode whose actions depend on the image (bright square's column) and on the instruction.
+    With `wrist`, the square is in the hand camera's images and the scene images are blank."""
     images = np.zeros((length, 48, 48, 3), dtype=np.uint8)
     column = rng.integers(4, 40)
     images[:, 20:28, column : column + 6] = 255
     states = np.tile(arm.home_vector(), (length, 1)).astype(np.float32)
     states[:, 0] += np.linspace(0, 0.2, length)
     actions = states + offset_sign * (column / 48.0) * 0.1
-    return Episode(images, states, actions.astype(np.float32), instruction, {"task": "push"}, True, int(column))
+    scene, hand = (np.zeros_like(images), images) if wrist else (images, None)
+    return Episode(scene, states, actions.astype(np.float32), instruction, {"task": "push"}, True, int(column),
+                   wrist_images=hand)
 
 
-def _make_dataset(root, episodes_per_shard=4, shards=2, seed=0):
+def _make_dataset(root, episodes_per_shard=4, shards=2, seed=0, wrist=False):
     rng = np.random.default_rng(seed)
-    write_info(root, fps=10.0, image_size=(48, 48))
+    write_info(root, fps=10.0, image_size=(48, 48), wrist_image=wrist)
     for shard in range(shards):
-        episodes = [_episode(rng, 12, text, sign) for text, sign in
+        episodes = [_episode(rng, 12, text, sign, wrist) for text, sign in
                     [("push the red cube left", 1.0), ("push the red cube right", -1.0)] * (episodes_per_shard // 2)]
         write_shard(root, shard, episodes, first_episode_index=shard * episodes_per_shard)
     return root
@@ -66,6 +69,41 @@ def test_dataset_refuses_mismatched_or_missing_parts(tmp_path):
         EpisodeDataset(root)
     with pytest.raises(DatasetError, match="not a vla_ros dataset"):
         EpisodeDataset(tmp_path / "nowhere")
+
+
+def test_a_wrist_camera_dataset_round_trips_and_needs_the_images_in_every_episode(tmp_path):
+    root = _make_dataset(tmp_path / "data", wrist=True)
+    dataset = EpisodeDataset(root)
+    assert WRIST_IMAGE in dataset.features
+    assert dataset.read(WRIST_IMAGE, 0, 12).max() == 255 and dataset.read("observation.image", 0, 12).max() == 0
+    with pytest.raises(DatasetError, match="has none"):
+        write_shard(root, 2, [_episode(np.random.default_rng(0), 3, "push", 1.0)], first_episode_index=8)
+    with pytest.raises(DatasetError, match="features"):  # appending scene-only episodes to it
+        write_info(root, fps=10.0, image_size=(48, 48))
+    with pytest.raises(DatasetError, match=f"has no {WRIST_IMAGE}"):
+        EpisodeDataset(_make_dataset(tmp_path / "scene")).read(WRIST_IMAGE, 0, 1)
+
+
+def test_the_wrist_camera_config_learns_from_the_hand_images(tmp_path, language):
+    # The actions depend on where the square is in the hand camera's images; the scene is blank.
+    root = _make_dataset(tmp_path / "data", episodes_per_shard=8, wrist=True)
+    config = replace(CONFIGS["tiny"], wrist_camera=True, steps=300)
+    with_wrist = train(root, config, tmp_path / "wrist.pt", progress=False, val_every=100)
+    scene_only = train(root, replace(config, wrist_camera=False), tmp_path / "scene.pt", progress=False, val_every=100)
+    final = {name: np.mean([loss for _, loss in policy.metadata["history"]["loss"][-3:]]) for name, policy in
+             (("wrist", with_wrist), ("scene", scene_only))}
+    assert final["wrist"] < 0.5 * final["scene"], final
+
+    reloaded = BuiltinPolicy.load(tmp_path / "wrist.pt", language=language)
+    assert reloaded.uses_wrist_camera and not scene_only.uses_wrist_camera
+    observation = Observation(np.zeros((48, 48, 3), np.uint8), arm.home_vector(),
+                              wrist_image=np.random.default_rng(3).integers(0, 255, (48, 48, 3), dtype=np.uint8))
+    np.testing.assert_array_equal(with_wrist.select_action(observation, "push the red cube left"),
+                                  reloaded.select_action(observation, "push the red cube left"))
+    with pytest.raises(ValueError, match="wrist camera"):
+        reloaded.select_action(replace(observation, wrist_image=None), "push the red cube left")
+    with pytest.raises(DatasetError, match="--wrist-camera"):
+        train(_make_dataset(tmp_path / "scene"), config, tmp_path / "x.pt", progress=False)
 
 
 def test_task_balanced_weights_draw_every_kind_equally():

@@ -28,7 +28,8 @@ class Probe:
         node.create_subscription(JointState, "/joint_states", self._on_state, qos.SENSOR)
         for topic, kind, profile in (("/camera/image_raw", Image, qos.SENSOR), ("/camera/camera_info", CameraInfo, qos.SENSOR),
                                      ("/sim/task", TaskStatus, qos.RELIABLE), ("/sim/objects", MarkerArray, qos.RELIABLE),
-                                     ("/clock", Clock, qos.SENSOR)):
+                                     ("/wrist_camera/image_raw", Image, qos.SENSOR),
+                                     ("/wrist_camera/camera_info", CameraInfo, qos.SENSOR), ("/clock", Clock, qos.SENSOR)):
             node.create_subscription(kind, topic, lambda msg, topic=topic: self._on_message(topic, msg), profile)
         self.commands = node.create_publisher(JointState, "/joint_commands", qos.RELIABLE)
         self.reset = node.create_client(ResetSim, "/sim/reset")
@@ -140,6 +141,26 @@ def test_camera_images_task_services_and_object_markers(sim):
     assert spin_until(probe.node, lambda: any(m.text == "red cube" for m in probe.last["/sim/objects"].markers), 5.0)
 
 
+def test_the_wrist_camera_publishes_beside_the_scene_camera_from_the_same_instant(start_process, ros_node):
+    process = start_process("mujoco_sim_node", "--ros-args", "-p", "wrist_camera:=true", *SMALL_CAMERA)
+    probe = Probe(ros_node)
+    topics = ("/camera/image_raw", "/wrist_camera/image_raw", "/wrist_camera/camera_info")
+    assert spin_until(ros_node, lambda: all(topic in probe.last for topic in topics), 20.0), process.output()
+
+    def same_instant():
+        scene, wrist = probe.last["/camera/image_raw"], probe.last["/wrist_camera/image_raw"]
+        return scene.header.stamp == wrist.header.stamp
+
+    assert spin_until(ros_node, same_instant, 5.0)
+    scene, wrist = probe.last["/camera/image_raw"], probe.last["/wrist_camera/image_raw"]
+    assert (wrist.width, wrist.height, wrist.encoding) == (160, 120, "rgb8")
+    assert wrist.header.frame_id == "wrist_camera_optical_frame" and scene.header.frame_id == "scene_camera_optical_frame"
+    pixels = [np.frombuffer(bytes(m.data), np.uint8).astype(int) for m in (scene, wrist)]
+    assert np.abs(pixels[0] - pixels[1]).mean() > 20  # two views, not one image twice
+    assert probe.last["/wrist_camera/camera_info"].header.frame_id == "wrist_camera_optical_frame"
+    assert process.stop() == 0
+
+
 def test_sim_time_runs_faster_than_real_time_on_the_clock(start_process, ros_node):
     process = start_process("mujoco_sim_node", "--ros-args", "-p", "publish_clock:=true",
                             "-p", "realtime_factor:=3.0", "-p", "camera_rate:=0.0")
@@ -174,9 +195,11 @@ def test_sim_time_runs_faster_than_real_time_on_the_clock(start_process, ros_nod
         ("camera:=ceiling", "camera: must be one of"),
         ("task:='{\"task\": \"fly\"}'", "unknown task 'fly'"),  # quoted: -p values are YAML
         ("nmu_objects:=3", "nmu_objects: unknown parameter"),
+        (("camera:=wrist", "wrist_camera:=true"), "wrist_camera: the hand camera is already"),
     ],
 )
 def test_bad_parameters_exit_with_code_2_and_say_why(start_process, override, message):
-    process = start_process("mujoco_sim_node", "--ros-args", "-p", override)
+    overrides = override if isinstance(override, tuple) else (override,)
+    process = start_process("mujoco_sim_node", "--ros-args", *[arg for o in overrides for arg in ("-p", o)])
     assert process.proc.wait(20) == 2
     assert message in process.output()

@@ -2,8 +2,9 @@
 
 Each episode samples a task of the training ("seen") split and one of its training
 phrasings, runs the scripted expert with injected noise (so the data shows
-recoveries) and records, at the control rate, the scene image, the joint state
-and the expert's noiseless target as the action label. Episodes are deterministic
+recoveries) and records, at the control rate, the scene image (and, when asked,
+the hand camera's), the joint state and the expert's noiseless target as the
+action label. Episodes are deterministic
 for (seed, episode index); shards of whole episodes make collection resumable.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vla_ros import arm, dataset
-from vla_ros.policies.base import CONTROL_DT, Policy, check_chunk
+from vla_ros.policies.base import CONTROL_DT, Policy, check_chunk, uses_wrist_camera
 from vla_ros.policies.chunking import ChunkAggregator
 from vla_ros.sim import tasks
 from vla_ros.sim.expert import ExpertNoise, ExpertPolicy
@@ -73,7 +74,7 @@ def record_episode(world: SimWorld, expert: ExpertPolicy, world_seed: int, episo
     expert.reset()
     if learner is not None:
         learner.reset(world_seed)
-    images, states, actions = [], [], []
+    images, wrist_images, states, actions = [], [], [], []
     # With a deliberate first miss (ExpertNoise.miss_distance), only the recovery is a
     # demonstration: the frames of the missed attempt are dropped.
     first_kept = None if expert.noise.miss_distance > 0 and episode.spec["task"] in GRASP_KINDS else 0
@@ -90,6 +91,7 @@ def record_episode(world: SimWorld, expert: ExpertPolicy, world_seed: int, episo
         if first_kept is None and expert.missed_grasps:
             first_kept = step
         images.append(observation.image)
+        wrist_images.append(observation.wrist_image)
         states.append(observation.state)
         actions.append(expert.clean_action.copy())
         world.step(executed)
@@ -101,29 +103,33 @@ def record_episode(world: SimWorld, expert: ExpertPolicy, world_seed: int, episo
     kept = slice(first_kept or 0, None)  # the whole episode if the grasp never missed
     return dataset.Episode(np.stack(images[kept]), np.stack(states[kept]).astype(np.float32),
                            np.stack(actions[kept]).astype(np.float32), episode.instruction, episode.spec,
-                           after_success is not None, world_seed)
+                           after_success is not None, world_seed,
+                           wrist_images=np.stack(wrist_images[kept]) if world.wrist_camera else None)
 
 
 def collect(out: str | Path, episodes: int, seed: int = 0, image_size: int = 128, shard_size: int = 50,
             noise: ExpertNoise = DEFAULT_NOISE, progress: bool = True, learner: Learner | None = None,
-            learner_name: str = "", kinds: tuple[str, ...] = tuple(KIND_WEIGHTS)) -> dict:
+            learner_name: str = "", kinds: tuple[str, ...] = tuple(KIND_WEIGHTS), wrist_camera: bool = False) -> dict:
     """Write `episodes` demonstrations to `out`, resuming after the last complete shard.
 
-    With `learner`, the episodes are DAgger rollouts (see the module docstring);
+    With `wrist_camera`, frames of the hand camera are recorded too (and a learner
+    that uses them sees them). With `learner`, the episodes are DAgger rollouts (see the module docstring);
     `learner_name` (e.g. its checkpoint) is recorded in the dataset's info. `kinds`
     restricts the task kinds (e.g. DAgger on the kinds the learner fails).
     """
     unknown = sorted(set(kinds) - set(KIND_WEIGHTS))
     if unknown or not kinds:
         raise ValueError(f"task kinds must be among {', '.join(KIND_WEIGHTS)}; got {', '.join(kinds) or 'none'}")
+    wrist_camera = wrist_camera or (learner is not None and uses_wrist_camera(learner.policy))
     root = Path(out)
     extra = {"seed": seed, "shard_size": shard_size, "noise": vars(noise), "kinds": list(kinds)}
     if learner is not None:
         extra["dagger"] = {"learner": learner_name, "expert_share": learner.expert_share}
-    dataset.write_info(root, fps=1.0 / CONTROL_DT, image_size=(image_size, image_size), extra=extra)
+    dataset.write_info(root, fps=1.0 / CONTROL_DT, image_size=(image_size, image_size), extra=extra,
+                       wrist_image=wrist_camera)
     done = dataset.complete_shards(root)
     dataset.truncate_to_shards(root, done)
-    world = SimWorld(image_size=image_size)
+    world = SimWorld(image_size=image_size, wrist_camera=wrist_camera)
     expert = ExpertPolicy(world, noise=noise, seed=seed)
     shards = range(0, (episodes + shard_size - 1) // shard_size)
     bar = tqdm(total=episodes, initial=min(episodes, len(done) * shard_size), desc="collect", unit="ep",

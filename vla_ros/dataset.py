@@ -7,6 +7,8 @@ A dataset is a directory:
                             task (spec), success, seed, length, shard
     data/shard-00000/       one directory per shard of whole episodes, one .npy per feature:
         observation.image.npy   (N, H, W, 3) uint8 RGB, scene camera
+        observation.wrist_image.npy  (N, H, W, 3) uint8 RGB, hand camera (only in datasets
+                                collected with it: listed in info.json's features)
         observation.state.npy   (N, 8) float32 joint positions (arm.COMMANDED_JOINTS order)
         action.npy              (N, 8) float32 absolute joint position targets sent at that step
         episode_index.npy       (N,) int64
@@ -32,8 +34,10 @@ from vla_ros import arm
 
 FORMAT_VERSION = 1
 FEATURES = ("observation.image", "observation.state", "action", "episode_index", "frame_index", "timestamp")
+WRIST_IMAGE = "observation.wrist_image"  # optional: a dataset has it for every frame or for none
 _DTYPES = {
     "observation.image": np.uint8,
+    WRIST_IMAGE: np.uint8,
     "observation.state": np.float32,
     "action": np.float32,
     "episode_index": np.int64,
@@ -58,32 +62,36 @@ class Episode:
     success: bool
     seed: int
     metadata: dict = field(default_factory=dict)
+    wrist_images: np.ndarray | None = None  # (T, H, W, 3) uint8, hand camera, when recorded
 
     def __post_init__(self) -> None:
         length = len(self.images)
         if length == 0:
             raise DatasetError("an episode needs at least one step")
-        if self.images.ndim != 4 or self.images.shape[-1] != 3 or self.images.dtype != np.uint8:
-            raise DatasetError(f"images must be (T, H, W, 3) uint8, got {self.images.shape} {self.images.dtype}")
+        for name, images in (("images", self.images), ("wrist_images", self.wrist_images)):
+            if images is not None and (images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8
+                                       or len(images) != length):
+                raise DatasetError(f"{name} must be ({length}, H, W, 3) uint8, got {images.shape} {images.dtype}")
         for name, array in (("states", self.states), ("actions", self.actions)):
             if array.shape != (length, len(arm.COMMANDED_JOINTS)):
                 raise DatasetError(f"{name} must be ({length}, {len(arm.COMMANDED_JOINTS)}), got {array.shape}")
 
 
-def write_info(root: Path, fps: float, image_size: tuple[int, int], extra: dict | None = None) -> None:
+def write_info(root: Path, fps: float, image_size: tuple[int, int], extra: dict | None = None,
+               wrist_image: bool = False) -> None:
     """Create the dataset's meta/info.json (or check that an existing one matches)."""
     info = {
         "format_version": FORMAT_VERSION,
         "fps": fps,
         "image_size": list(image_size),
         "joint_names": list(arm.COMMANDED_JOINTS),
-        "features": list(FEATURES),
+        "features": list(FEATURES) + ([WRIST_IMAGE] if wrist_image else []),
         **(extra or {}),
     }
     path = root / "meta" / "info.json"
     if path.exists():
         existing = json.loads(path.read_text())
-        for key in ("format_version", "fps", "image_size", "joint_names"):
+        for key in ("format_version", "fps", "image_size", "joint_names", "features"):
             if existing.get(key) != info[key]:
                 raise DatasetError(f"{root} holds a dataset with {key}={existing.get(key)}, not {info[key]}")
         return
@@ -97,13 +105,18 @@ def write_shard(root: Path, shard_index: int, episodes: list[Episode], first_epi
     staging = root / "data" / f".shard-{shard_index:05d}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    fps = float(read_info(root)["fps"])
-    columns: dict[str, list[np.ndarray]] = {name: [] for name in FEATURES}
+    info = read_info(root)
+    fps = float(info["fps"])
+    columns: dict[str, list[np.ndarray]] = {name: [] for name in info["features"]}
     lines = []
     for offset, episode in enumerate(episodes):
         index = first_episode_index + offset
         length = len(episode.images)
         columns["observation.image"].append(episode.images)
+        if WRIST_IMAGE in columns:
+            if episode.wrist_images is None:
+                raise DatasetError(f"{root} holds hand camera images; episode {index} has none")
+            columns[WRIST_IMAGE].append(episode.wrist_images)
         columns["observation.state"].append(episode.states)
         columns["action"].append(episode.actions)
         columns["episode_index"].append(np.full(length, index))
@@ -176,10 +189,15 @@ class EpisodeDataset:
         self.info = read_info(self.root)
         self.episodes = read_episodes(self.root)
         shards = sorted({episode["shard"] for episode in self.episodes})
-        self.columns: dict[str, list[np.ndarray]] = {name: [] for name in FEATURES}
+        self.features = tuple(self.info.get("features", FEATURES))
+        unknown = sorted(set(self.features) - set(_DTYPES))
+        if unknown or not set(FEATURES) <= set(self.features):
+            raise DatasetError(f"{self.root}: info.json lists features {list(self.features)}; "
+                               f"expected {list(FEATURES)}, optionally with {WRIST_IMAGE}")
+        self.columns: dict[str, list[np.ndarray]] = {name: [] for name in self.features}
         for shard in shards:
             shard_dir = self.root / "data" / f"shard-{shard:05d}"
-            for name in FEATURES:
+            for name in self.features:
                 path = shard_dir / f"{name}.npy"
                 if not path.is_file():
                     raise DatasetError(f"shard {shard_dir} is missing {path.name}")
@@ -204,6 +222,8 @@ class EpisodeDataset:
 
     def read(self, name: str, start: int, end: int) -> np.ndarray:
         """Frames [start, end) of one feature, possibly spanning shards."""
+        if name not in self.columns:
+            raise DatasetError(f"{self.root} has no {name} (its features: {', '.join(self.features)})")
         parts = []
         for shard, column in enumerate(self.columns[name]):
             lo, hi = self._shard_offsets[shard], self._shard_offsets[shard + 1]

@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from vla_ros import arm, vocabulary
-from vla_ros.policies.base import CONTROL_DT, Policy, check_chunk
+from vla_ros.policies.base import CONTROL_DT, Policy, check_chunk, uses_wrist_camera
 from vla_ros.policies.chunking import ChunkAggregator
 from vla_ros.sim import tasks
 
@@ -275,7 +275,9 @@ def evaluate(
 
     planned = plan_episodes(episodes, seed, split, tasks_file)
     world = SimWorld(image_size=image_size)
-    evaluator = Evaluator(world, load_policy(policy, world=world, **(policy_options or {})), command_filter)
+    loaded = load_policy(policy, world=world, **(policy_options or {}))
+    world.wrist_camera = uses_wrist_camera(loaded)  # render the hand camera only for a policy that uses it
+    evaluator = Evaluator(world, loaded, command_filter)
     started = time.perf_counter()
     results: list[EpisodeResult] = []
     bar = tqdm(planned, desc=f"eval {policy}", unit="ep", disable=not progress)

@@ -19,7 +19,7 @@ A `ClosedLoop` turns a policy into a stream of joint targets:
   target it accepts.
 
 It holds (returns no target, with a reason) when there is no instruction, when the
-newest image or joint state is older than `max_age`, when no chunk covers the
+newest image, joint state or (for a policy that uses one) wrist image is older than `max_age`, when no chunk covers the
 current step yet, and after a policy error. Inferences that take longer than the
 latency budget are discarded and counted.
 """
@@ -44,6 +44,19 @@ class TimedObservation:
     image_stamp: float  # capture time, seconds
     state: np.ndarray  # (8,) arm.COMMANDED_JOINTS positions
     state_stamp: float
+    wrist_image: np.ndarray | None = None  # hand camera, for a policy that uses it
+    wrist_stamp: float | None = None
+
+    def stamps(self) -> dict[str, float]:
+        """Each input's capture time by name (the wrist image only when there is one)."""
+        stamps = {"image": self.image_stamp, "joint state": self.state_stamp}
+        if self.wrist_stamp is not None:
+            stamps["wrist image"] = self.wrist_stamp
+        return stamps
+
+    @property
+    def oldest_stamp(self) -> float:
+        return min(self.stamps().values())
 
 
 @dataclass
@@ -94,16 +107,16 @@ class AsyncInference:
     def _infer(self, request: tuple) -> None:
         instruction_id, instruction, step, timed = request
         started = time.perf_counter()
-        chunk = check_chunk(self._policy.select_action(Observation(timed.image, timed.state), instruction))
+        observation = Observation(timed.image, timed.state, wrist_image=timed.wrist_image)
+        chunk = check_chunk(self._policy.select_action(observation, instruction))
         seconds = time.perf_counter() - started
         error = "" if np.all(np.isfinite(chunk)) else "the policy returned non-finite targets"
-        self._on_result(ChunkResult(instruction_id, step, min(timed.image_stamp, timed.state_stamp),
-                                    None if error else chunk, seconds, error))
+        self._on_result(ChunkResult(instruction_id, step, timed.oldest_stamp, None if error else chunk, seconds, error))
 
     def _on_error(self, request: tuple, error: Exception) -> None:
         # A backend's failure must not take the node down: report it, the loop holds.
         instruction_id, _, step, timed = request
-        self._on_result(ChunkResult(instruction_id, step, min(timed.image_stamp, timed.state_stamp), None, 0.0,
+        self._on_result(ChunkResult(instruction_id, step, timed.oldest_stamp, None, 0.0,
                                     f"{type(error).__name__}: {error}"))
 
 
@@ -139,10 +152,10 @@ class ClosedLoop:
     def observe(self, observation: TimedObservation) -> None:
         with self._lock:
             self._observation = observation
-            # An image and a joint state further apart than max_age: a chunk from them would act
-            # on a stale input (issue 8's gating), so only a consistent pair asks for one.
-            if (self._instruction is not None and not self._error
-                    and abs(observation.image_stamp - observation.state_stamp) <= self.max_age):
+            # Inputs further apart than max_age: a chunk from them would act on a stale input
+            # (issue 8's gating), so only a consistent set asks for one.
+            stamps = observation.stamps().values()
+            if self._instruction is not None and not self._error and max(stamps) - min(stamps) <= self.max_age:
                 self._request_if_due(observation)
 
     def start(self, instruction_id: str, text: str, now: float) -> None:
@@ -215,12 +228,11 @@ class ClosedLoop:
         return Target(previous + (current - previous) * fraction, stamp), ""
 
     def _staleness(self, observation: TimedObservation, now: float) -> str | None:
-        """Why `observation` is too old to act on at `now` (its image or joint state older than max_age), or None."""
-        image_age, state_age = now - observation.image_stamp, now - observation.state_stamp
-        if image_age <= self.max_age and state_age <= self.max_age:
-            return None
-        which = "image" if image_age > self.max_age else "joint state"
-        return f"{which} is stale ({max(image_age, state_age):.2f} s old > max_age {self.max_age} s)"
+        """Why `observation` is too old to act on at `now` (an input older than max_age), or None."""
+        for which, stamp in observation.stamps().items():
+            if now - stamp > self.max_age:
+                return f"{which} is stale ({now - stamp:.2f} s old > max_age {self.max_age} s)"
+        return None
 
     def _request_if_due(self, observation: TimedObservation) -> None:
         """Ask for a chunk when this observation's frame was captured in a step that is due."""

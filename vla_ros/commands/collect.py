@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="retry demonstrations: the expert's first grasp aims this far beside the object "
                         "(0.035 misses every time) and only the frames from the miss on are recorded "
                         "(default 0: off)")
+    parser.add_argument("--wrist-camera", action="store_true",
+                        help="record the hand camera's frames too (observation.wrist_image); on by itself "
+                        "when the --dagger policy uses them")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         learner = _learner(args.dagger, args.expert_share) if args.dagger else None
         summary = collect(args.out, args.episodes, args.seed, args.image_size, args.shard_size,
                           noise=replace(DEFAULT_NOISE, miss_distance=args.missed_grasp),
-                          learner=learner, learner_name=args.dagger, kinds=kinds)
+                          learner=learner, learner_name=args.dagger, kinds=kinds, wrist_camera=args.wrist_camera)
     except (DatasetError, LanguageEncoderError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -2,6 +2,8 @@
 
 Publishes   /joint_states (sensor_msgs/JointState, RELIABLE, every STATE_JOINT, >= 100 Hz)
             /camera/image_raw, /camera/camera_info (SENSOR, rgb8)
+            /wrist_camera/image_raw, /wrist_camera/camera_info (SENSOR, rgb8; when wrist_camera
+            is true: the hand camera, rendered from the same instant as each /camera frame)
             /sim/task (vla_ros/TaskStatus, RELIABLE), /sim/objects (visualization_msgs/MarkerArray, RELIABLE)
             /clock (rosgraph_msgs/Clock, when publish_clock is true), /diagnostics
 Subscribes  /joint_commands (sensor_msgs/JointState positions, matched by name; a bad
@@ -67,6 +69,8 @@ PARAMS = [
     Param("joint_state_rate", 100.0, "/joint_states rate in Hz of simulated time", _between(100.0, 500.0)),
     Param("camera", "scene", "camera to publish: scene (fixed, in front) or wrist (on the hand)", one_of(*CAMERAS)),
     Param("camera_rate", 30.0, "camera images per simulated second; 0 turns the camera off", non_negative),
+    Param("wrist_camera", False, "also publish the hand camera on /wrist_camera/*, one frame with each camera "
+          "frame (for a policy that uses the wrist camera)"),
     Param("image_width", 320, "camera image width in pixels", _between(16, MAX_IMAGE_WIDTH)),
     Param("image_height", 240, "camera image height in pixels", _between(16, MAX_IMAGE_HEIGHT)),
     Param("status_rate", 10.0, "/sim/task and /sim/objects rate in Hz", positive),
@@ -88,6 +92,8 @@ class MujocoSimNode(Node):
             self.world.reset(p.seed, initial_task, p.num_objects or None)
         except ValueError as err:  # bad JSON, impossible task, too many objects
             raise ConfigError(f"node 'mujoco_sim_node' cannot start its first episode: {err}") from err
+        if p.wrist_camera and p.camera == "wrist":
+            raise ConfigError("wrist_camera: the hand camera is already `camera`; set camera to scene")
         if self.get_parameter("use_sim_time").value and not p.publish_clock:
             self.get_logger().warning("use_sim_time is true but publish_clock is false: this node's timers wait "
                                       "for another /clock publisher")
@@ -101,8 +107,12 @@ class MujocoSimNode(Node):
         self._achieved_factor = 0.0
 
         self._joint_pub = self.create_publisher(JointState, "/joint_states", qos.RELIABLE)
-        self._image_pub = self.create_publisher(Image, "/camera/image_raw", qos.SENSOR)
-        self._info_pub = self.create_publisher(CameraInfo, "/camera/camera_info", qos.SENSOR)
+        # (camera, image publisher, camera_info publisher), rendered together at each frame
+        self._cameras = [(p.camera, self.create_publisher(Image, "/camera/image_raw", qos.SENSOR),
+                          self.create_publisher(CameraInfo, "/camera/camera_info", qos.SENSOR))]
+        if p.wrist_camera:
+            self._cameras.append(("wrist", self.create_publisher(Image, "/wrist_camera/image_raw", qos.SENSOR),
+                                  self.create_publisher(CameraInfo, "/wrist_camera/camera_info", qos.SENSOR)))
         self._task_pub = self.create_publisher(TaskStatus, "/sim/task", qos.RELIABLE)
         self._objects_pub = self.create_publisher(MarkerArray, "/sim/objects", qos.RELIABLE)
         self._clock_pub = self.create_publisher(Clock, "/clock", qos.RELIABLE) if p.publish_clock else None
@@ -169,19 +179,21 @@ class MujocoSimNode(Node):
         p = self.params
         renderer = CameraRenderer(self.world.model, p.image_width, p.image_height)
         scratch = mujoco.MjData(self.world.model)
-        info = self._camera_info()
+        infos = [self._camera_info(camera) for camera, _, _ in self._cameras]
         period = 1.0 / (p.camera_rate * p.realtime_factor)
         next_wall = time.monotonic()
         try:
             while not self._stop.is_set():
                 with self._lock:
                     self.world.copy_pose_to(scratch)
-                    renderer.update(scratch, p.camera)
                     sim_clock = self._sim_clock
-                info.header.stamp = self._stamp(sim_clock)
-                image = rgb_to_image_msg(renderer.pixels(), info.header.stamp, info.header.frame_id)
-                if not (self._publish(self._image_pub, image) and self._publish(self._info_pub, info)):
-                    return
+                stamp = self._stamp(sim_clock)
+                for (camera, image_pub, info_pub), info in zip(self._cameras, infos):
+                    renderer.update(scratch, camera)
+                    info.header.stamp = stamp
+                    image = rgb_to_image_msg(renderer.pixels(), stamp, info.header.frame_id)
+                    if not (self._publish(image_pub, image) and self._publish(info_pub, info)):
+                        return
                 self._counts["images"] += 1
                 next_wall += period
                 now = time.monotonic()
@@ -203,16 +215,16 @@ class MujocoSimNode(Node):
                 return False
             raise
 
-    def _camera_info(self) -> CameraInfo:
+    def _camera_info(self, camera: str) -> CameraInfo:
         p = self.params
-        fovy = math.radians(float(self.world.model.cam_fovy[self.world.model.camera(p.camera).id]))
+        fovy = math.radians(float(self.world.model.cam_fovy[self.world.model.camera(camera).id]))
         focal = (p.image_height / 2.0) / math.tan(fovy / 2.0)  # square pixels
         cx, cy = (p.image_width - 1) / 2.0, (p.image_height - 1) / 2.0
         info = CameraInfo(height=p.image_height, width=p.image_width, distortion_model="plumb_bob",
                           d=[0.0] * 5, k=[focal, 0.0, cx, 0.0, focal, cy, 0.0, 0.0, 1.0],
                           r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
                           p=[focal, 0.0, cx, 0.0, 0.0, focal, cy, 0.0, 0.0, 0.0, 1.0, 0.0])
-        info.header.frame_id = f"{p.camera}_camera_optical_frame"
+        info.header.frame_id = f"{camera}_camera_optical_frame"
         return info
 
     # ---------------------------------------------------------- callbacks

@@ -7,6 +7,7 @@ node never publishes /joint_commands.
 
 Subscribes
   /vla/image          sensor_msgs/Image (rgb8, stamp = capture time)   SENSOR
+  /vla/wrist_image    sensor_msgs/Image (rgb8; only for a policy that uses the hand camera)  SENSOR
   /joint_states       sensor_msgs/JointState                           SENSOR
   /vla/instruction    vla_ros/Instruction                              LATCHED
   /sim/task           vla_ros/TaskStatus (optional: its success ends the instruction)  RELIABLE
@@ -49,11 +50,13 @@ from vla_ros.node_common import (
     stamp_seconds,
 )
 from vla_ros.policies import CONTROL_DT, Observation, load_backend
+from vla_ros.policies.base import uses_wrist_camera
 from vla_ros.policies.chunking import AGGREGATION_MODES
 from vla_ros.safety.filter import InputError, positions_by_name
 from vla_ros.sim.tasks import SuccessWatch
 
 IMAGE_TOPIC = "/vla/image"
+WRIST_IMAGE_TOPIC = "/vla/wrist_image"
 JOINT_STATES_TOPIC = "/joint_states"
 INSTRUCTION_TOPIC = "/vla/instruction"
 TASK_TOPIC = "/sim/task"
@@ -103,8 +106,10 @@ def _warm_up(policy) -> float:
     """One inference before the node goes live: lazy loads (the language model, kernels)
     happen here, not in the first real step, where they would blow the latency budget."""
     started = time.perf_counter()
+    blank = np.zeros((96, 96, 3), np.uint8)
     try:
-        policy.select_action(Observation(np.zeros((96, 96, 3), np.uint8), arm.home_vector()), "go home")
+        policy.select_action(Observation(blank, arm.home_vector(), blank if uses_wrist_camera(policy) else None),
+                             "go home")
     except Exception as err:  # a backend that cannot run at all must not start half-working
         raise ConfigError(f"the policy failed its first inference: {type(err).__name__}: {err}") from err
     return time.perf_counter() - started
@@ -132,6 +137,8 @@ class VlaNode(Node):
         limits = arm.limits_arrays()
         self._lower, self._upper = limits["lower"] - STATE_TOLERANCE, limits["upper"] + STATE_TOLERANCE
         self._image: tuple[np.ndarray, float] | None = None
+        self._wrist_image: tuple[np.ndarray, float] | None = None
+        self._uses_wrist_camera = uses_wrist_camera(policy)
         self._state: tuple[np.ndarray, float] | None = None
         self._status = PolicyStatus(state=PolicyStatus.IDLE, reason="no instruction yet")
         self._instruction_start = 0.0
@@ -143,6 +150,8 @@ class VlaNode(Node):
         self._chunk_pub = self.create_publisher(ActionChunk, CHUNK_TOPIC, qos.RELIABLE)
         self._status_pub = self.create_publisher(PolicyStatus, STATUS_TOPIC, qos.RELIABLE)
         self.create_subscription(Image, IMAGE_TOPIC, self._on_image, qos.SENSOR)
+        if self._uses_wrist_camera:
+            self.create_subscription(Image, WRIST_IMAGE_TOPIC, self._on_wrist_image, qos.SENSOR)
         self.create_subscription(JointState, JOINT_STATES_TOPIC, self._on_joint_states, qos.SENSOR)
         self.create_subscription(Instruction, INSTRUCTION_TOPIC, self._on_instruction, qos.LATCHED)
         self.create_subscription(TaskStatus, TASK_TOPIC, self._on_task, qos.RELIABLE)
@@ -154,19 +163,31 @@ class VlaNode(Node):
         self.get_logger().info(f"{p.backend} policy loaded ({p.checkpoint or 'shipped checkpoint'}), "
                                f"first inference {warm_up_seconds:.2f} s; "
                                f"{n_action_steps or 1} step(s) per chunk, {self.loop.aggregation} aggregation, "
-                               f"targets at {p.control_rate} Hz")
+                               f"targets at {p.control_rate} Hz"
+                               + (f"; it uses the hand camera ({WRIST_IMAGE_TOPIC})" if self._uses_wrist_camera else ""))
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
     # -- inputs ---------------------------------------------------------------------
     def _on_image(self, msg: Image) -> None:
+        image = self._read_image(msg, "image")
+        if image is not None:
+            self._image = image
+            self._observe()
+
+    def _on_wrist_image(self, msg: Image) -> None:
+        image = self._read_image(msg, "wrist image")
+        if image is not None:
+            self._wrist_image = image
+            self._observe()
+
+    def _read_image(self, msg: Image, which: str) -> tuple[np.ndarray, float] | None:
         try:
-            self._image = (ros_image.image_to_rgb(msg), stamp_seconds(msg.header.stamp))
+            return ros_image.image_to_rgb(msg), stamp_seconds(msg.header.stamp)
         except ValueError as err:
-            self._reject(f"image rejected: {err}")
-            return
-        self._observe()
+            self._reject(f"{which} rejected: {err}")
+            return None
 
     def _on_joint_states(self, msg: JointState) -> None:
         names = self.params.joint_names
@@ -183,9 +204,11 @@ class VlaNode(Node):
         self._observe()
 
     def _observe(self) -> None:
-        if self._image is not None and self._state is not None:
-            (image, image_stamp), (state, state_stamp) = self._image, self._state
-            self.loop.observe(TimedObservation(image, image_stamp, state, state_stamp))
+        if self._image is None or self._state is None or (self._uses_wrist_camera and self._wrist_image is None):
+            return
+        (image, image_stamp), (state, state_stamp) = self._image, self._state
+        wrist, wrist_stamp = self._wrist_image or (None, None)
+        self.loop.observe(TimedObservation(image, image_stamp, state, state_stamp, wrist, wrist_stamp))
 
     def _on_instruction(self, msg: Instruction) -> None:
         current = self.loop.instruction
@@ -279,16 +302,19 @@ class VlaNode(Node):
                   "policy_errors": stats.policy_errors, "holds": stats.holds,
                   "targets_published": self._targets_published}
         now = self._now()
-        ages = {"image_age_s": round(now - self._image[1], 3) if self._image else "none",
-                "joint_state_age_s": round(now - self._state[1], 3) if self._state else "none",
-                "last_rejection": self._last_rejection}
+        inputs = {"image": self._image, "joint_state": self._state}
+        if self._uses_wrist_camera:
+            inputs["wrist_image"] = self._wrist_image
+        ages = {f"{name}_age_s": round(now - value[1], 3) if value else "none" for name, value in inputs.items()}
+        ages["last_rejection"] = self._last_rejection
+        receiving = all(inputs.values())
         status = self._status
         level = DIAG_ERROR if "policy error" in status.reason else (
             DIAG_WARN if status.state == PolicyStatus.HOLDING else DIAG_OK)
         message = f"{STATE_NAMES[status.state]}" + (f": {status.reason}" if status.reason else "")
         return [("policy", level, message, {"instruction": status.instruction, **timing}),
-                ("inputs", DIAG_OK if self._image and self._state else DIAG_WARN,
-                 "receiving" if self._image and self._state else "waiting for image and joint states", ages)]
+                ("inputs", DIAG_OK if receiving else DIAG_WARN,
+                 "receiving" if receiving else f"waiting for {', '.join(n for n, v in inputs.items() if not v)}", ages)]
 
     def destroy_node(self):
         self.loop.close()

@@ -40,7 +40,15 @@ class Policy(Protocol):
         """Forget everything about the previous episode (called before each one)."""
 
     def select_action(self, observation: Observation, instruction: str) -> np.ndarray:
-        """A (K, 8) chunk of absolute joint position targets, one per CONTROL_DT, K >= 1."""
+        """A (K, 8) chunk of absolute joint position targets, one per CONTROL_DT, K >= 1.
+
+        A policy that needs the hand camera's image has a true attribute `uses_wrist_camera`
+        (uses_wrist_camera below); the others get wrist_image None or ignore it."""
+
+
+def uses_wrist_camera(policy) -> bool:
+    """Whether `policy` needs Observation.wrist_image (a policy says so with a true `uses_wrist_camera`)."""
+    return bool(getattr(policy, "uses_wrist_camera", False))
 
 
 def check_chunk(chunk) -> np.ndarray:

@@ -16,6 +16,9 @@ class VLAConfig:
     # Observation
     image_size: int = 96  # square RGB input; frames are resized to it
     state_dim: int = 8  # arm.COMMANDED_JOINTS positions
+    # A second image from the camera on the hand (Observation.wrist_image), through its own
+    # CNN: near an object it shows the offset between fingers and object large.
+    wrist_camera: bool = False
     # Language: all-MiniLM-L6-v2 token embeddings, pooled by learned attention
     max_tokens: int = 16
     language_dim: int = 128
@@ -128,6 +131,9 @@ CONFIGS: dict[str, VLAConfig] = {
     # As tcp, with the vision pretrained to find objects from the hand, not on the table
     # (session 12: worse than tcp, docs/POLICY.md "Grasp precision").
     "tcp_relative": replace(TCP, vision_pretrain_frame="tcp", vision_pretrain_scenes=16000, vision_pretrain_steps=6000),
+    # As tcp, plus the hand camera's image through a second CNN (datasets collected with
+    # --wrist-camera; docs/POLICY.md "Wrist camera").
+    "tcp_wrist": replace(TCP, wrist_camera=True),
     # For tests and smoke runs: small and fast.
     "tiny": replace(DEFAULT, image_size=48, channels=(8, 16, 16, 16), keypoints=8, hidden_dim=64, language_dim=32,
                     chunk_size=4, lead_steps=2, steps=200, batch_size=16, learning_rate=1e-3),

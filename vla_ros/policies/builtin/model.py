@@ -1,7 +1,9 @@
 """The network of the built-in policy: vision, language, fusion and three interchangeable action heads.
 
-Inputs are already normalised (see policy.py): image in [0, 1], state and action
-offsets standardised with the dataset's statistics. All heads predict a chunk of
+Inputs are already normalised (see policy.py): images in [0, 1], state and action
+offsets standardised with the dataset's statistics. With config.wrist_camera the
+hand camera's image goes through a second CNN of the same shape, keypoints of
+both images go to the trunk. All heads predict a chunk of
 `chunk_size` x `action_dim` normalised offsets.
 """
 from __future__ import annotations
@@ -191,7 +193,8 @@ HEAD_CLASSES = {"continuous": ContinuousHead, "tokens": TokenHead, "flow": FlowH
 
 
 class VLAModel(nn.Module):
-    """image (B,3,H,W) in [0,1], state (B,8) normalised, language tokens (B,T,384) + mask -> chunk features."""
+    """image (B,3,H,W) in [0,1], state (B,8) normalised, language tokens (B,T,384) + mask, and
+    with config.wrist_camera the wrist image (B,3,H,W) -> chunk features."""
 
     def __init__(self, config: VLAConfig):
         super().__init__()
@@ -204,6 +207,12 @@ class VLAModel(nn.Module):
             self.film = nn.ModuleList([nn.Linear(d, 2 * config.channels[i]) for i in self.vision.film_blocks])
         self.keypoints = SpatialSoftmax(c, config.keypoints)
         fused_dim = 2 * config.keypoints + config.state_dim + d
+        if config.wrist_camera:
+            self.wrist_vision = VisionEncoder(config)
+            if config.fusion == "film":
+                self.wrist_film = nn.ModuleList([nn.Linear(d, 2 * config.channels[i]) for i in self.vision.film_blocks])
+            self.wrist_keypoints = SpatialSoftmax(c, config.keypoints)
+            fused_dim += 2 * config.keypoints
         if config.fusion == "cross_attention":
             self.cross_attention = CrossAttentionFusion(c, d)
             fused_dim += self.cross_attention.out_dim
@@ -218,28 +227,35 @@ class VLAModel(nn.Module):
             self.grounding = nn.Sequential(nn.Linear(2 * config.keypoints + d, config.hidden_dim // 2), nn.GELU(),
                                            nn.Linear(config.hidden_dim // 2, GROUNDING_DIM))
 
-    def encode(self, image, state, tokens, mask) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def encode(self, image, state, tokens, mask, wrist=None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(features for the action head, language-conditioned keypoints + language for the
         grounding head; None without one, so inference does not build it)."""
         language, _ = self.language(tokens, mask)
-        film = None
-        if self.config.fusion == "film":
-            film = [tuple(layer(language).chunk(2, dim=1)) for layer in self.film]
-        feature_map = self.vision(image, film)
+        feature_map = self.vision(image, self._film(self.film if self.config.fusion == "film" else None, language))
         keypoints = self.keypoints(feature_map)
         scene = torch.cat([keypoints, language], dim=1) if self.config.grounding_weight > 0 else None
         parts = [keypoints, state, language]  # (the order the shipped checkpoint was trained with)
         if self.config.fusion == "cross_attention":
             parts.append(self.cross_attention(feature_map, language))
+        if self.config.wrist_camera:
+            if wrist is None:
+                raise ValueError("this model was trained with the wrist camera: it needs the wrist image")
+            film = self._film(self.wrist_film if self.config.fusion == "film" else None, language)
+            parts.append(self.wrist_keypoints(self.wrist_vision(wrist, film)))
         return self.trunk(torch.cat(parts, dim=1)), scene
 
-    def features(self, image, state, tokens, mask) -> torch.Tensor:
-        return self.encode(image, state, tokens, mask)[0]
+    @staticmethod
+    def _film(layers: nn.ModuleList | None, language: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+        """FiLM (scale, shift) pairs for a vision encoder's modulated blocks, from the instruction."""
+        return None if layers is None else [tuple(layer(language).chunk(2, dim=1)) for layer in layers]
 
-    def loss(self, image, state, tokens, mask, target, grounding=None, grounding_mask=None) -> torch.Tensor:
+    def features(self, image, state, tokens, mask, wrist=None) -> torch.Tensor:
+        return self.encode(image, state, tokens, mask, wrist)[0]
+
+    def loss(self, image, state, tokens, mask, target, grounding=None, grounding_mask=None, wrist=None) -> torch.Tensor:
         """The action head's loss; with `grounding` targets (normalised, masked) plus
         grounding_weight x the mean squared error of the grounding head."""
-        features, scene = self.encode(image, state, tokens, mask)
+        features, scene = self.encode(image, state, tokens, mask, wrist)
         loss = self.head.loss(features, target)
         if grounding is not None and self.config.grounding_weight > 0:
             loss = loss + self.config.grounding_weight * self.grounding_error(scene, grounding, grounding_mask)
@@ -249,5 +265,5 @@ class VLAModel(nn.Module):
         squared = (self.grounding(scene) - grounding) ** 2 * grounding_mask
         return squared.sum() / grounding_mask.sum().clamp(min=1.0)
 
-    def predict(self, image, state, tokens, mask, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.head.predict(self.features(image, state, tokens, mask), generator)
+    def predict(self, image, state, tokens, mask, generator: torch.Generator | None = None, wrist=None) -> torch.Tensor:
+        return self.head.predict(self.features(image, state, tokens, mask, wrist), generator)

@@ -83,24 +83,36 @@ class BuiltinPolicy:
         """Restart the sampling noise of the flow head, so episodes are reproducible."""
         self._generator.manual_seed(self.config.seed)
 
+    @property
+    def uses_wrist_camera(self) -> bool:
+        """Whether select_action needs Observation.wrist_image (policies.base.uses_wrist_camera)."""
+        return self.config.wrist_camera
+
     @torch.inference_mode()
-    def predict_chunk(self, image: np.ndarray, state: np.ndarray, instruction: str, start: int = 0) -> np.ndarray:
+    def predict_chunk(self, image: np.ndarray, state: np.ndarray, instruction: str, start: int = 0,
+                      wrist_image: np.ndarray | None = None) -> np.ndarray:
         """One forward pass: (K - start, 8) absolute joint targets from chunk entry `start`, without ensembling."""
-        inputs = self.preprocess(image, state, instruction)
-        offsets = self.model.predict(*inputs, self._generator)[0].numpy()
+        inputs = self.preprocess(image, state, instruction, wrist_image)
+        offsets = self.model.predict(**inputs, generator=self._generator)[0].numpy()
         return self.postprocess(state, offsets, start)
 
-    def preprocess(self, image: np.ndarray, state: np.ndarray, instruction: str) -> tuple[torch.Tensor, ...]:
-        """The model's batch-of-one inputs: image, normalised state, instruction tokens and mask."""
+    def preprocess(self, image: np.ndarray, state: np.ndarray, instruction: str,
+                   wrist_image: np.ndarray | None = None) -> dict[str, torch.Tensor | None]:
+        """The model's batch-of-one inputs by keyword: image, normalised state, instruction
+        tokens and mask, and the wrist image (None unless the config uses it)."""
         n = self.normalization
         state = np.asarray(state, dtype=np.float32)
         if state.shape != (self.config.state_dim,) or not np.all(np.isfinite(state)):
             raise ValueError(f"state must be {self.config.state_dim} finite joint positions, got {state}")
+        if self.config.wrist_camera and wrist_image is None:
+            raise ValueError("this policy uses the wrist camera: give it the hand camera's image")
         tokens, mask = self.language.encode(self.understood(instruction))
-        return (image_tensor(policy_frame(image, self.config.image_size)[None]),
-                torch.from_numpy((state - n.state_mean) / n.state_std)[None],
-                torch.from_numpy(tokens)[None],
-                torch.from_numpy(mask)[None])
+        wrist = image_tensor(policy_frame(wrist_image, self.config.image_size)[None]) if self.config.wrist_camera else None
+        return {"image": image_tensor(policy_frame(image, self.config.image_size)[None]),
+                "state": torch.from_numpy((state - n.state_mean) / n.state_std)[None],
+                "tokens": torch.from_numpy(tokens)[None],
+                "mask": torch.from_numpy(mask)[None],
+                "wrist": wrist}
 
     def understood(self, instruction: str) -> str:
         """The instruction the network is given: a new phrasing read as the trained instruction it
@@ -114,7 +126,8 @@ class BuiltinPolicy:
         return joint_targets(np.asarray(state, dtype=np.float32), offsets, self.config.action_space)
 
     def select_action(self, observation, instruction: str) -> np.ndarray:
-        return self.predict_chunk(observation.image, observation.state, instruction, start=self.config.lead_steps)
+        return self.predict_chunk(observation.image, observation.state, instruction, start=self.config.lead_steps,
+                                  wrist_image=observation.wrist_image)
 
     def int8(self) -> BuiltinPolicy:
         """A copy with INT8 dynamic quantisation of the linear layers (weights int8, activations per call).

@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from vla_ros.camera.preprocess import policy_frame
-from vla_ros.dataset import EpisodeDataset
+from vla_ros.dataset import WRIST_IMAGE, DatasetError, EpisodeDataset
 from vla_ros.policies.builtin.action_space import chunk_offsets
 from vla_ros.policies.builtin.config import VLAConfig
 from vla_ros.policies.builtin.grounding import dataset_grounding
@@ -33,6 +33,7 @@ _IN_MEMORY_LIMIT = 6 * 1024**3
 @dataclass
 class TrainingData:
     images: np.ndarray  # (N, S, S, 3) uint8 at the policy's image size
+    wrist_images: np.ndarray | None  # the same for the hand camera (config.wrist_camera), else None
     states: np.ndarray  # (N, 8)
     offsets: np.ndarray  # (N, K, action_dim): future targets as offsets from the current state (action_space.py)
     instruction_ids: np.ndarray  # (N,) index into instructions
@@ -46,11 +47,17 @@ class TrainingData:
 
 def load_training_data(datasets: list[EpisodeDataset], config: VLAConfig) -> TrainingData:
     """Every frame of `datasets` (e.g. expert demonstrations plus DAgger rollouts) as one training set."""
-    states, offsets, instruction_ids, episode_of_frame, kind_of_frame, images = [], [], [], [], [], []
+    states, offsets, instruction_ids, episode_of_frame, kind_of_frame, images, wrist_images = [], [], [], [], [], [], []
     instructions: dict[str, int] = {}
     kinds: dict[str, int] = {}
+    if config.wrist_camera:
+        lacking = [str(d.root) for d in datasets if WRIST_IMAGE not in d.features]
+        if lacking:
+            raise DatasetError(f"the config uses the wrist camera; these datasets have no {WRIST_IMAGE} "
+                               f"(collect with --wrist-camera): {', '.join(lacking)}")
     num_frames = sum(d.num_frames for d in datasets)
-    in_memory = num_frames * config.image_size**2 * 3 <= _IN_MEMORY_LIMIT
+    cameras = 2 if config.wrist_camera else 1
+    in_memory = num_frames * cameras * config.image_size**2 * 3 <= _IN_MEMORY_LIMIT
     episodes = [(d, r, e) for d in datasets for r, e in zip(d.episode_ranges(), d.episodes)]
     for position, (dataset, (start, end), episode) in enumerate(episodes):
         episode_states = dataset.read("observation.state", start, end).astype(np.float32)
@@ -62,14 +69,16 @@ def load_training_data(datasets: list[EpisodeDataset], config: VLAConfig) -> Tra
         episode_of_frame.append(np.full(end - start, position))
         kind_of_frame.append(np.full(end - start, kinds.setdefault((episode.get("task") or {}).get("task", "unknown"), len(kinds))))
         if in_memory:
-            frames = dataset.read("observation.image", start, end)
-            images.append(np.stack([policy_frame(f, config.image_size) for f in frames]))
+            images.append(_policy_frames(dataset, "observation.image", start, end, config.image_size))
+            if config.wrist_camera:
+                wrist_images.append(_policy_frames(dataset, WRIST_IMAGE, start, end, config.image_size))
     if not in_memory:
         raise MemoryError(f"{num_frames} frames at {config.image_size}px exceed the in-memory limit; "
                           "train on a smaller image size or fewer episodes")
     grounding = dataset_grounding([e for _, _, e in episodes]) if config.grounding_weight > 0 else (None, None)
     return TrainingData(
         images=np.concatenate(images),
+        wrist_images=np.concatenate(wrist_images) if config.wrist_camera else None,
         states=np.concatenate(states),
         offsets=np.concatenate(offsets).astype(np.float32),
         instruction_ids=np.concatenate(instruction_ids),
@@ -79,6 +88,10 @@ def load_training_data(datasets: list[EpisodeDataset], config: VLAConfig) -> Tra
         grounding=grounding[0],
         grounding_mask=grounding[1],
     )
+
+
+def _policy_frames(dataset: EpisodeDataset, feature: str, start: int, end: int, size: int) -> np.ndarray:
+    return np.stack([policy_frame(frame, size) for frame in dataset.read(feature, start, end)])
 
 
 def task_balanced_weights(kind_of_frame: np.ndarray) -> np.ndarray:
@@ -134,19 +147,26 @@ class Trainer:
         self.step = 0
         self.history: dict[str, list] = {"loss": [], "val_loss": [], "success": []}
 
-    def batch(self, frames: np.ndarray, augment: bool):
+    def batch(self, frames: np.ndarray, augment: bool) -> tuple[dict[str, torch.Tensor | None], torch.Tensor]:
+        """(the model's inputs by keyword, the normalised target chunks) of `frames`."""
         ids = torch.from_numpy(self.data.instruction_ids[frames])
-        images = image_tensor(self.data.images[frames])
-        if augment:
-            images = random_shift(images, self.config.shift_augmentation, self.generator)
         index = torch.from_numpy(frames)
-        return images, self.states_norm[index], self.tokens[ids], self.masks[ids], self.targets_norm[index]
+        inputs = {"image": self._images(self.data.images, frames, augment), "state": self.states_norm[index],
+                  "tokens": self.tokens[ids], "mask": self.masks[ids],
+                  "wrist": (self._images(self.data.wrist_images, frames, augment)
+                            if self.data.wrist_images is not None else None)}
+        return inputs, self.targets_norm[index]
 
-    def grounding_batch(self, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, None]:
+    def _images(self, images: np.ndarray, frames: np.ndarray, augment: bool) -> torch.Tensor:
+        batch = image_tensor(images[frames])
+        return random_shift(batch, self.config.shift_augmentation, self.generator) if augment else batch
+
+    def grounding_batch(self, frames: np.ndarray) -> dict[str, torch.Tensor | None]:
+        """The grounding targets and mask of `frames` by keyword (None without grounding)."""
         if self.grounding is None:
-            return None, None
+            return {"grounding": None, "grounding_mask": None}
         episodes = torch.from_numpy(self.data.episode_of_frame[frames])
-        return self.grounding[episodes], self.grounding_mask[episodes]
+        return {"grounding": self.grounding[episodes], "grounding_mask": self.grounding_mask[episodes]}
 
     def train_step(self) -> float:
         self.model.train()
@@ -156,7 +176,8 @@ class Trainer:
             picks = torch.multinomial(self.frame_weights, self.config.batch_size, replacement=True,
                                       generator=self.generator)
         frames = self.train_frames[picks.numpy()]
-        loss = self.model.loss(*self.batch(frames, augment=True), *self.grounding_batch(frames))
+        inputs, target = self.batch(frames, augment=True)
+        loss = self.model.loss(**inputs, target=target, **self.grounding_batch(frames))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
@@ -172,7 +193,8 @@ class Trainer:
         losses = []
         torch.manual_seed(self.config.seed)  # the flow head samples noise in its loss
         for start in range(0, len(frames), 256):
-            losses.append(float(self.model.loss(*self.batch(frames[start : start + 256], augment=False))))
+            inputs, target = self.batch(frames[start : start + 256], augment=False)
+            losses.append(float(self.model.loss(**inputs, target=target)))
         return float(np.mean(losses)) if losses else float("nan")
 
     @torch.no_grad()
@@ -183,9 +205,10 @@ class Trainer:
         errors = []
         for start in range(0, len(frames), 256):
             chunk = frames[start : start + 256]
-            image, state, tokens, mask, _ = self.batch(chunk, augment=False)
-            truth, present = self.grounding_batch(chunk)
-            _, scene = self.model.encode(image, state, tokens, mask)
+            inputs, _ = self.batch(chunk, augment=False)
+            truth = self.grounding_batch(chunk)
+            truth, present = truth["grounding"], truth["grounding_mask"]
+            _, scene = self.model.encode(**inputs)
             predicted = self.model.grounding(scene).numpy() * self.grounding_std + self.grounding_mean
             actual = truth.numpy() * self.grounding_std + self.grounding_mean
             distance = np.linalg.norm((predicted - actual).reshape(-1, 2, 2), axis=2)
