@@ -1,5 +1,5 @@
 """ros2 launch vla_ros bringup.launch.py [sim:=mujoco|gazebo|none] [policy:=builtin|lerobot|openvla] [checkpoint:=]
-[speech:=false] [camera_source:=] [rviz:=false] [namespace:=] [use_sim_time:=] [params_file:=]
+[speech:=false] [camera_source:=] [wrist_camera:=] [rviz:=false] [namespace:=] [use_sim_time:=] [params_file:=]
 [controller:=forward|trajectory] [hardware_plugin:=]
 
 The whole graph; the nodes, parameters and remaps come from vla_ros/bringup.py (docs/BRINGUP.md).

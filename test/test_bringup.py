@@ -5,8 +5,10 @@ from __future__ import annotations
 import functools
 import importlib
 import itertools
+import json
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -23,6 +25,7 @@ from vla_ros.bringup import (
     plan,
 )
 from vla_ros.paths import config_file, share_dir
+from vla_ros.policies.builtin.policy import SHIPPED_CHECKPOINT, checkpoint_config
 
 OUR_NODES = {"camera_node", "instruction_node", "safety_filter_node", "vla_node", "debug_view_node"}
 CLOCK_SOURCES = {"mujoco_sim_node", "gz_server"}
@@ -313,3 +316,69 @@ def test_rviz_config_shows_the_graph():
     frames = manager["Displays"][[d["Class"] for d in manager["Displays"]].index("rviz_default_plugins/TF")]["Frames"]
     links = {link.get("name") for link in ET.fromstring(description.urdf()).findall("link")}
     assert set(frames) - {"All Enabled"} <= links
+
+
+def _wrist_checkpoint(tmp_path) -> str:
+    """A (untrained) built-in policy checkpoint whose config uses the hand camera."""
+    import numpy as np
+
+    from vla_ros.policies.builtin.config import CONFIGS
+    from vla_ros.policies.builtin.model import VLAModel
+    from vla_ros.policies.builtin.policy import BuiltinPolicy, Normalization
+
+    config = replace(CONFIGS["tiny"], wrist_camera=True)
+    k, d = config.chunk_size, config.action_dim
+    normalization = Normalization(np.zeros(8, np.float32), np.ones(8, np.float32), np.zeros((k, d), np.float32),
+                                  np.ones((k, d), np.float32))
+    path = tmp_path / "wrist.pt"
+    BuiltinPolicy(config, VLAModel(config), normalization).save(path)
+    return str(path)
+
+
+@pytest.mark.parametrize("sim", ["mujoco", "none"])
+def test_a_policy_that_uses_the_hand_camera_gets_a_wrist_camera_node(tmp_path, sim):
+    lerobot = tmp_path / "act"
+    lerobot.mkdir()
+    (lerobot / "config.json").write_text(json.dumps({"input_features": {
+        "observation.images.wrist": {"type": "VISUAL", "shape": [3, 96, 96]},
+        "observation.images.front": {"type": "VISUAL", "shape": [3, 96, 96]}}}))
+    asked = {"shipped policy": BringupArgs(sim=sim),
+             "built-in checkpoint with a wrist camera": BringupArgs(sim=sim, checkpoint=_wrist_checkpoint(tmp_path)),
+             "LeRobot policy with a wrist image": BringupArgs(sim=sim, policy="lerobot", checkpoint=str(lerobot)),
+             "wrist_camera:=true": BringupArgs(sim=sim, wrist_camera=True, namespace="r1"),
+             "wrist_camera:=false": BringupArgs(sim=sim, policy="lerobot", checkpoint=str(lerobot), wrist_camera=False)}
+    expected = {"shipped policy": checkpoint_config(SHIPPED_CHECKPOINT).wrist_camera,
+                "wrist_camera:=false": False}
+    for why, args in asked.items():
+        result = plan(args)
+        wanted = expected.get(why, True)
+        assert ("wrist_camera_node" in result.names) == wanted, why
+        if sim == "mujoco":
+            assert result.node("mujoco_sim_node").parameters["wrist_camera"] is wanted, why
+        if not wanted:
+            continue
+        wrist = result.node("wrist_camera_node")
+        assert (wrist.package, wrist.executable) == (PACKAGE, "camera_node")
+        assert wrist.sources[0] == "config/camera_node.yaml"
+        assert wrist.parameters["output_size"] == _config("camera_node")["output_size"]
+        assert (wrist.parameters["source"], wrist.parameters["image_topic"], wrist.parameters["camera_info_topic"],
+                wrist.parameters["output_topic"]) == ("topic", "/wrist_camera/image_raw", "/wrist_camera/camera_info",
+                                                      "/vla/wrist_image")
+        assert names_before(result, "wrist_camera_node", "vla_node")
+        if args.namespace:
+            assert ("/vla/wrist_image", "/r1/vla/wrist_image") in wrist.remappings
+
+    # Its input moves in params_file (a robot's own hand camera); its output and the simulator's switch do not.
+    moved = _params_file(tmp_path, {"wrist_camera_node": {"ros__parameters": {"image_topic": "/hand/image_raw"}}})
+    assert plan(BringupArgs(wrist_camera=True, params_file=moved)).node("wrist_camera_node").parameters[
+        "image_topic"] == "/hand/image_raw"
+    for node, parameter in (("wrist_camera_node", "output_topic"), ("mujoco_sim_node", "wrist_camera")):
+        bad = _params_file(tmp_path, {node: {"ros__parameters": {parameter: "x"}}})
+        with pytest.raises(BringupError, match="set by the launch argument wrist_camera:="):
+            plan(BringupArgs(wrist_camera=True, params_file=bad))
+    with pytest.raises(BringupError, match=r"wrist_camera:='sometimes': expected true or false"):
+        BringupArgs.from_strings({"wrist_camera": "sometimes"})
+
+
+def names_before(result, first: str, second: str) -> bool:
+    return result.names.index(first) < result.names.index(second)

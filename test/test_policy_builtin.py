@@ -8,11 +8,12 @@ import torch
 
 from vla_ros import arm, cli
 from vla_ros.dataset import WRIST_IMAGE, DatasetError, Episode, EpisodeDataset, write_info, write_shard
+from vla_ros.policies import backend_uses_wrist_camera
 from vla_ros.policies.base import Observation
 from vla_ros.policies.builtin.action_space import ACTION_DIMS
 from vla_ros.policies.builtin.config import CONFIGS, VLAConfig, named_config
 from vla_ros.policies.builtin.language import LanguageEncoder
-from vla_ros.policies.builtin.policy import BuiltinPolicy, CheckpointError
+from vla_ros.policies.builtin.policy import BuiltinPolicy, CheckpointError, checkpoint_config
 from vla_ros.policies.builtin.train import task_balanced_weights, train
 from vla_ros.policies.builtin.vision_pretrain import POSE_SPREAD, render_scenes
 
@@ -104,6 +105,16 @@ def test_the_wrist_camera_config_learns_from_the_hand_images(tmp_path, language)
         reloaded.select_action(replace(observation, wrist_image=None), "push the red cube left")
     with pytest.raises(DatasetError, match="--wrist-camera"):
         train(_make_dataset(tmp_path / "scene"), config, tmp_path / "x.pt", progress=False)
+    # Bringup asks the files whether a policy needs the hand camera, without loading it.
+    assert checkpoint_config(tmp_path / "wrist.pt").wrist_camera
+    assert backend_uses_wrist_camera("builtin", str(tmp_path / "wrist.pt"))
+    assert not backend_uses_wrist_camera("builtin", str(tmp_path / "scene.pt"))
+    assert not backend_uses_wrist_camera("builtin", str(tmp_path / "missing.pt"))  # vla_node reports that one
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "config.json").write_text('["not", "a", "config"]')
+    assert not backend_uses_wrist_camera("lerobot", str(tmp_path / "odd"))
+    with pytest.raises(CheckpointError, match="not found"):
+        checkpoint_config(tmp_path / "missing.pt")
 
 
 def test_task_balanced_weights_draw_every_kind_equally():

@@ -3,9 +3,9 @@ of launch arguments. Plain Python (no ROS imports): launch/*.launch.py and `vla-
 both turn the same plan into processes, and tests check it for every argument combination.
 
 Arguments (docs/BRINGUP.md): sim mujoco|gazebo|none (none = a real arm under
-ros2_control), policy builtin|lerobot|openvla, checkpoint, speech, camera_source, rviz,
-namespace, use_sim_time, params_file, and for gazebo/none: controller forward|trajectory,
-hardware_plugin.
+ros2_control), policy builtin|lerobot|openvla, checkpoint, speech, camera_source,
+wrist_camera, rviz, namespace, use_sim_time, params_file, and for gazebo/none: controller
+forward|trajectory, hardware_plugin.
 
 Parameters of our nodes are resolved here into one flat dict per node (dotted names):
 config/<node>.yaml, then the user's params_file, then what the arguments decide. Launch
@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from vla_ros import description, paths
+from vla_ros.policies import backend_uses_wrist_camera
 from vla_ros.safety.config import flatten
 
 SIMS = ("mujoco", "gazebo", "none")
@@ -43,7 +44,8 @@ PACKAGE = "vla_ros"
 # (rqt_robot_monitor's one input; statuses are prefixed with node names), /tf and /tf_static.
 NAMESPACED_NAMES = (
     "/voice_command", "/speech/audio", "/speech/transcript", "/vla/instruction", "/vla/instruction_feedback",
-    "/camera/image_raw", "/camera/camera_info", "/vla/image", "/vla/depth", "/joint_states", "/vla/action_chunk",
+    "/camera/image_raw", "/camera/camera_info", "/vla/image", "/vla/depth", "/wrist_camera/image_raw",
+    "/wrist_camera/camera_info", "/vla/wrist_image", "/joint_states", "/vla/action_chunk",
     "/vla/joint_targets", "/joint_commands", "/safety/status", "/safety/estop", "/vla/status", "/sim/task",
     "/sim/objects", "/sim/reset", "/sim/set_task", "/safety/trigger_estop", "/safety/reset_estop",
     "/vla/debug_image", "/vla/markers", "/robot_description",
@@ -56,8 +58,9 @@ ARGUMENT_PARAMETERS = {
     "camera_node": {name: "camera_source" for name in
                     ("source", "image_topic", "camera_info_topic", "image_format", "device", "video_path",
                      "images_path")},
+    "wrist_camera_node": {"output_topic": "wrist_camera"},
     "debug_view_node": {"image_topic": "camera_source", "camera_info_topic": "camera_source"},
-    "mujoco_sim_node": {"publish_clock": "use_sim_time"},
+    "mujoco_sim_node": {"publish_clock": "use_sim_time", "wrist_camera": "wrist_camera"},
     "joint_command_relay_node": {"controller": "controller"},
     "*": {"use_sim_time": "use_sim_time"},
 }
@@ -89,6 +92,9 @@ LAUNCH_ARGUMENTS = (
     LaunchArgument("speech", "false", "true: also start speech_node (spoken instructions on /speech/audio)"),
     LaunchArgument("camera_source", "", "camera for sim:=gazebo|none: topic:NAME, device:/dev/videoN, "
                    "video:FILE, images:DIR (or a bare /topic, /dev/videoN, N, FILE.mp4); empty: /camera/image_raw"),
+    LaunchArgument("wrist_camera", "", "true|false: also give the policy the hand camera (/wrist_camera/image_raw, "
+                   "the simulator's with sim:=mujoco) through wrist_camera_node on /vla/wrist_image; empty: when "
+                   "the policy uses one"),
     LaunchArgument("rviz", "false", "true: start rviz2 with config/vla.rviz"),
     LaunchArgument("namespace", "", "namespace for every node and every topic of the graph (e.g. robot1)"),
     LaunchArgument("use_sim_time", "", "true|false; empty: true with sim:=gazebo, else false "
@@ -109,6 +115,7 @@ class BringupArgs:
     checkpoint: str = ""
     speech: bool = False
     camera_source: str = ""
+    wrist_camera: bool | None = None  # None: when the policy uses the hand camera
     rviz: bool = False
     namespace: str = ""
     use_sim_time: bool | None = None  # None: true with gazebo, else false
@@ -139,6 +146,7 @@ class BringupArgs:
 
         return cls(sim=text("sim") or "mujoco", policy=text("policy") or "builtin", checkpoint=text("checkpoint"),
                    speech=bool(flag("speech", False)), camera_source=text("camera_source"),
+                   wrist_camera=flag("wrist_camera", None),
                    rviz=bool(flag("rviz", False)), namespace=text("namespace"),
                    use_sim_time=flag("use_sim_time", None), params_file=text("params_file"),
                    controller=text("controller") or None, hardware_plugin=text("hardware_plugin") or None)
@@ -345,6 +353,8 @@ def plan(args: BringupArgs) -> Plan:
     """The nodes to start for `args`, in start order (arm side first, rviz last). Raises BringupError."""
     namespace, use_sim_time, controller, plugin = _validate(args)
     camera = _camera_parameters(args.camera_source, args.sim)
+    wrist_camera = (backend_uses_wrist_camera(args.policy, args.checkpoint) if args.wrist_camera is None
+                    else args.wrist_camera)
     remappings = tuple((name, f"{namespace}{name}") for name in NAMESPACED_NAMES) if namespace else ()
     controllers_file = str(paths.config_file(CONTROLLERS_FILE))
     controller_name = CONTROLLER_NAMES[controller]
@@ -355,7 +365,8 @@ def plan(args: BringupArgs) -> Plan:
     # (package, executable, name, parameters from the arguments, extra fields); ours read config/<name>.yaml.
     nodes: list[tuple[str, str, str, dict[str, Any], dict[str, Any]]] = []
     if args.sim == "mujoco":
-        nodes.append((PACKAGE, "mujoco_sim_node", "mujoco_sim_node", {"publish_clock": use_sim_time}, {}))
+        nodes.append((PACKAGE, "mujoco_sim_node", "mujoco_sim_node",
+                      {"publish_clock": use_sim_time, "wrist_camera": wrist_camera}, {}))
     if args.sim == "gazebo":
         nodes += [
             ("ros_gz_sim", "gzserver", "gz_server", {"world_sdf_string": description.gazebo_world_sdf()}, {}),
@@ -384,6 +395,11 @@ def plan(args: BringupArgs) -> Plan:
         nodes.append((PACKAGE, "joint_command_relay_node", "joint_command_relay_node", {"controller": controller},
                       {"defaults": {"output_topic": f"{controller_name}/{CONTROLLER_TOPICS[controller]}"}}))
     nodes.append((PACKAGE, "camera_node", "camera_node", camera, {}))
+    if wrist_camera:
+        # A second camera_node frames the hand camera for the policy; its input can be moved in params_file.
+        nodes.append((PACKAGE, "camera_node", "wrist_camera_node", {"output_topic": "/vla/wrist_image"},
+                      {"defaults": {"source": "topic", "image_topic": "/wrist_camera/image_raw",
+                                    "camera_info_topic": "/wrist_camera/camera_info"}}))
     nodes.append((PACKAGE, "instruction_node", "instruction_node", {}, {}))
     if args.speech:
         nodes.append((PACKAGE, "speech_node", "speech_node", {}, {}))
@@ -403,7 +419,7 @@ def plan(args: BringupArgs) -> Plan:
     for package, executable, name, decided, extra in nodes:
         parameters, sources = {}, []
         if package == PACKAGE:
-            config, source = _package_config(name)
+            config, source = _package_config(executable)
             parameters.update(config)
             sources.append(source)
         parameters.update(extra.pop("defaults", {}))

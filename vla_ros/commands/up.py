@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speech", action="store_true", help="also start speech_node (spoken instructions)")
     parser.add_argument("--camera-source", default="",
                         help="with --sim gazebo|none: topic:NAME, device:/dev/videoN, video:FILE or images:DIR")
+    parser.add_argument("--wrist-camera", choices=("true", "false"), default="",
+                        help="also give the policy the hand camera via wrist_camera_node (default: when the policy "
+                        "uses one)")
     parser.add_argument("--rviz", action="store_true", help="start rviz2 with config/vla.rviz (needs a ROS 2 install)")
     parser.add_argument("--namespace", default="", help="namespace for every node and topic of the graph")
     parser.add_argument("--use-sim-time", choices=("true", "false"), default="",
@@ -50,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         plan = bringup.plan(bringup.BringupArgs.from_strings({
             "sim": args.sim, "policy": args.policy, "checkpoint": args.checkpoint,
-            "speech": str(args.speech).lower(), "camera_source": args.camera_source, "rviz": str(args.rviz).lower(),
+            "speech": str(args.speech).lower(), "camera_source": args.camera_source,
+            "wrist_camera": args.wrist_camera, "rviz": str(args.rviz).lower(),
             "namespace": args.namespace, "use_sim_time": args.use_sim_time, "params_file": args.params_file,
             "controller": args.controller, "hardware_plugin": args.hardware_plugin,
         })).without(*args.without)

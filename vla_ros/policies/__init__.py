@@ -13,7 +13,8 @@ from pathlib import Path
 
 from vla_ros.policies.base import ACTION_DIM, CONTROL_DT, Observation, Policy
 
-__all__ = ["ACTION_DIM", "CONTROL_DT", "Observation", "Policy", "available_policies", "load_backend", "load_policy"]
+__all__ = ["ACTION_DIM", "CONTROL_DT", "Observation", "Policy", "available_policies", "backend_uses_wrist_camera",
+           "load_backend", "load_policy"]
 
 # name -> "module:factory"
 POLICIES: dict[str, str] = {
@@ -63,6 +64,24 @@ def load_backend(backend: str, checkpoint: str = "", device: str = "cpu") -> Pol
         raise ValueError(f"unknown backend {backend!r}; available: builtin, "
                          + ", ".join(sorted(set(POLICIES) - {"builtin", "builtin-int8", "expert"})))
     return load_policy(backend, path=checkpoint, device=device)
+
+
+def backend_uses_wrist_camera(backend: str, checkpoint: str = "") -> bool:
+    """Whether the policy `load_backend(backend, checkpoint)` would build needs the hand
+    camera, read from its files without loading it (for bringup). False when they cannot
+    be read: loading the policy then reports the problem."""
+    if backend == "builtin":
+        from vla_ros.policies.builtin.policy import SHIPPED_CHECKPOINT, CheckpointError, checkpoint_config
+
+        try:
+            return checkpoint_config(checkpoint or SHIPPED_CHECKPOINT).wrist_camera
+        except CheckpointError:
+            return False
+    if backend == "lerobot":
+        from vla_ros.policies.lerobot_backend import directory_uses_wrist_camera
+
+        return bool(checkpoint) and directory_uses_wrist_camera(checkpoint)
+    return False
 
 
 def _call(target: str, args: tuple, options: dict) -> Policy:

@@ -16,6 +16,7 @@ numpy protocol of vla_ros.policies.lerobot_runner over its stdin and stdout.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import tempfile
@@ -111,6 +112,7 @@ class LeRobotPolicy:
                                    f"(joint positions and targets, {', '.join(arm.COMMANDED_JOINTS)})")
         self.n_action_steps = info["n_action_steps"]
         self.aggregation = info["aggregation"]
+        self.uses_wrist_camera = any(_is_wrist(name) for name in info["image_features"])
 
     def reset(self) -> None:
         self.runner.reset()
@@ -118,7 +120,7 @@ class LeRobotPolicy:
     def select_action(self, observation: Observation, instruction: str) -> np.ndarray:
         images = {}
         for name, (_, height, width) in self.info["image_features"].items():
-            source = observation.wrist_image if "wrist" in name else observation.image
+            source = observation.wrist_image if _is_wrist(name) else observation.image
             if source is None:
                 raise ValueError(f"the policy's image feature {name} needs the hand camera image")
             images[name] = policy_frame(source, height) if height == width else cv2.resize(source, (width, height))
@@ -128,6 +130,24 @@ class LeRobotPolicy:
         """Stop the server process, if there is one."""
         if isinstance(self.runner, RemoteRunner):
             self.runner.close()
+
+
+def _is_wrist(image_feature: str) -> bool:
+    """The hand camera's image feature, by LeRobot's naming habit (observation.images.wrist, ...)."""
+    return "wrist" in image_feature
+
+
+def directory_uses_wrist_camera(path: str | Path) -> bool:
+    """Whether the saved policy in `path` has a hand camera image feature, read from its
+    config.json without loading LeRobot; False when the file is missing or unreadable."""
+    try:
+        config = json.loads((Path(path).expanduser() / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    features = config.get("input_features") if isinstance(config, dict) else None
+    if not isinstance(features, dict):
+        return False
+    return any(_is_wrist(name) and isinstance(f, dict) and f.get("type") == "VISUAL" for name, f in features.items())
 
 
 def load(path: str = "", device: str = "cpu", python: str | None = None) -> LeRobotPolicy:

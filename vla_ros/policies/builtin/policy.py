@@ -167,19 +167,7 @@ class BuiltinPolicy:
     @classmethod
     def load(cls, path: str | Path, language: LanguageEncoder | None = None) -> BuiltinPolicy:
         path = Path(path)
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint not found: {path}")
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # torch raises many types for a damaged file
-            raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__}: {err})") from err
-        if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
-            found = data.get("format") if isinstance(data, dict) else type(data).__name__
-            raise CheckpointError(f"{path} is not a vla_ros built-in policy checkpoint "
-                                  f"(format {found!r}, expected {CHECKPOINT_FORMAT!r})")
-        missing = [k for k in ("config", "model", "normalization") if k not in data]
-        if missing:
-            raise CheckpointError(f"{path} lacks {', '.join(missing)}")
+        data = _read_checkpoint(path)
         try:
             config = VLAConfig.from_dict(data["config"])
             model = VLAModel(config)
@@ -188,6 +176,34 @@ class BuiltinPolicy:
         except (ValueError, TypeError, KeyError, RuntimeError) as err:
             raise CheckpointError(f"{path} does not match this version of the built-in policy: {err}") from err
         return cls(config, model, normalization, data.get("metadata", {}), language)
+
+
+def _read_checkpoint(path: Path, mmap: bool = False) -> dict:
+    """The checkpoint's contents, checked for format and parts; `mmap` leaves the weights on disk."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as err:  # torch raises many types for a damaged file
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__}: {err})") from err
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise CheckpointError(f"{path} is not a vla_ros built-in policy checkpoint "
+                              f"(format {found!r}, expected {CHECKPOINT_FORMAT!r})")
+    missing = [k for k in ("config", "model", "normalization") if k not in data]
+    if missing:
+        raise CheckpointError(f"{path} lacks {', '.join(missing)}")
+    return data
+
+
+def checkpoint_config(path: str | Path) -> VLAConfig:
+    """A checkpoint's config without building its model (e.g. which cameras it needs)."""
+    path = Path(path)
+    data = _read_checkpoint(path, mmap=True)
+    try:
+        return VLAConfig.from_dict(data["config"])
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"{path} does not match this version of the built-in policy: {err}") from err
 
 
 def load_checkpoint(path: str | Path) -> BuiltinPolicy:
