@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -25,16 +26,20 @@ from vla_ros.policies.builtin.policy import BuiltinPolicy, Normalization
 STARTUP_TIMEOUT = 30.0
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
+def _tiny_checkpoint(directory, **changes):
     torch.manual_seed(0)
-    config = CONFIGS["tiny"]
+    config = replace(CONFIGS["tiny"], **changes)
     normalization = Normalization(np.zeros(8, np.float32), np.ones(8, np.float32),
                                   np.zeros((config.chunk_size, 8), np.float32),
                                   np.full((config.chunk_size, 8), 0.01, np.float32))
-    path = tmp_path_factory.mktemp("policy") / "tiny.pt"
+    path = directory / "tiny.pt"
     BuiltinPolicy(config, VLAModel(config), normalization).save(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    return _tiny_checkpoint(tmp_path_factory.mktemp("policy"))
 
 
 class FakeArm:
@@ -44,8 +49,10 @@ class FakeArm:
         self.node = node
         self.state = arm.home_vector() if state is None else state
         self.images = node.create_publisher(Image, "/vla/image", qos.SENSOR)
+        self.wrist_images = node.create_publisher(Image, "/vla/wrist_image", qos.SENSOR)
         self.joints = node.create_publisher(JointState, "/joint_states", qos.RELIABLE)
         self.send_images = True
+        self.send_wrist_images = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._frame = np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8)
@@ -55,6 +62,8 @@ class FakeArm:
             stamp = self.node.get_clock().now().to_msg()
             if self.send_images:
                 self.images.publish(rgb_to_image_msg(self._frame, stamp, "scene"))
+            if self.send_wrist_images:
+                self.wrist_images.publish(rgb_to_image_msg(self._frame[::-1], stamp, "wrist"))
             self.joints.publish(JointState(header=Header(stamp=stamp),
                                            name=list(arm.COMMANDED_JOINTS), position=list(map(float, self.state))))
             time.sleep(0.02)
@@ -124,6 +133,28 @@ def test_an_instruction_streams_targets_and_chunks_and_a_stale_image_holds(ros_n
         assert spin_until(ros_node, lambda: any(c.instruction_id == "two" for c in received["chunks"]), 10.0)
         assert spin_until(ros_node, lambda: received["status"][-1].instruction_id == "two"
                           and received["status"][-1].state == PolicyStatus.RUNNING, 5.0)
+    assert process.stop() == 0, process.output()
+
+
+def test_a_policy_that_uses_the_hand_camera_waits_for_its_images(ros_node, start_process, tmp_path):
+    process = _start(start_process, _tiny_checkpoint(tmp_path, wrist_camera=True), "max_age:=0.2")
+    received = _listen(ros_node)
+    instructions = ros_node.create_publisher(Instruction, "/vla/instruction", qos.LATCHED)
+    with FakeArm(ros_node) as fake:
+        _instruction(instructions, "one", "pick up the red cube")
+        assert spin_until(ros_node, lambda: any(s.state == PolicyStatus.HOLDING and s.reason == "no observation yet"
+                                                for s in received["status"]), STARTUP_TIMEOUT), process.output()
+        spin_until(ros_node, lambda: False, 0.3)
+        assert received["targets"] == []  # scene images and joint states alone are not enough
+
+        fake.send_wrist_images = True
+        assert spin_until(ros_node, lambda: len(received["targets"]) >= 5, 10.0), process.output()
+        assert "uses the hand camera (/vla/wrist_image)" in process.output()
+
+        fake.send_wrist_images = False
+        received["status"].clear()
+        assert spin_until(ros_node, lambda: any(s.state == PolicyStatus.HOLDING and "wrist image is stale" in s.reason
+                                                for s in received["status"]), 5.0)
     assert process.stop() == 0, process.output()
 
 
