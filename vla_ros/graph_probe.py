@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -65,10 +65,12 @@ def start_sim_graph(log_dir: Path | str, seed: int, task: dict | None = None, ca
                             "image_width": image_size[0], "image_height": image_size[1]},
         "camera_node": {"output_size": policy_image_size},
     }
+    args = bringup.BringupArgs(sim="mujoco", speech=speech, use_sim_time=use_sim_time)
+    if "wrist_camera_node" in bringup.plan(args).names:  # the policy uses the hand camera
+        overrides["wrist_camera_node"] = {"output_size": policy_image_size}
     params_file = log_dir / "overrides.yaml"
     params_file.write_text(yaml.safe_dump({node: {"ros__parameters": values} for node, values in overrides.items()}))
-    plan = bringup.plan(bringup.BringupArgs(sim="mujoco", speech=speech, use_sim_time=use_sim_time,
-                                            params_file=str(params_file)))
+    plan = bringup.plan(replace(args, params_file=str(params_file)))
     return launcher.start_graph(plan.without(*leave_out), log_dir)
 
 
