@@ -26,14 +26,14 @@ from vla_ros.policies.builtin.policy import BuiltinPolicy, Normalization
 STARTUP_TIMEOUT = 30.0
 
 
-def _tiny_checkpoint(directory, **changes):
+def _tiny_checkpoint(directory, metadata=None, **changes):
     torch.manual_seed(0)
     config = replace(CONFIGS["tiny"], **changes)
     normalization = Normalization(np.zeros(8, np.float32), np.ones(8, np.float32),
                                   np.zeros((config.chunk_size, 8), np.float32),
                                   np.full((config.chunk_size, 8), 0.01, np.float32))
     path = directory / "tiny.pt"
-    BuiltinPolicy(config, VLAModel(config), normalization).save(path)
+    BuiltinPolicy(config, VLAModel(config), normalization, metadata).save(path)
     return path
 
 
@@ -136,8 +136,10 @@ def test_an_instruction_streams_targets_and_chunks_and_a_stale_image_holds(ros_n
     assert process.stop() == 0, process.output()
 
 
-def test_a_policy_that_uses_the_hand_camera_waits_for_its_images(ros_node, start_process, tmp_path):
-    process = _start(start_process, _tiny_checkpoint(tmp_path, wrist_camera=True), "max_age:=0.2")
+def test_a_hand_camera_policy_waits_for_its_images_and_the_log_says_how_it_reads_a_phrasing(ros_node, start_process, tmp_path):
+    checkpoint = _tiny_checkpoint(tmp_path, {"trained_instructions": ["pick up the red cube", "go home"]},
+                                  wrist_camera=True)
+    process = _start(start_process, checkpoint, "max_age:=0.2")
     received = _listen(ros_node)
     instructions = ros_node.create_publisher(Instruction, "/vla/instruction", qos.LATCHED)
     with FakeArm(ros_node) as fake:
@@ -150,6 +152,11 @@ def test_a_policy_that_uses_the_hand_camera_waits_for_its_images(ros_node, start
         fake.send_wrist_images = True
         assert spin_until(ros_node, lambda: len(received["targets"]) >= 5, 10.0), process.output()
         assert "uses the hand camera (/vla/wrist_image)" in process.output()
+        assert "read by the policy as" not in process.output()  # a trained instruction is itself
+
+        # A new phrasing: the log says which trained instruction the policy reads it as.
+        _instruction(instructions, "two", "grab the red cube")
+        assert spin_until(ros_node, lambda: "read by the policy as 'pick up the red cube'" in process.output(), 10.0)
 
         fake.send_wrist_images = False
         received["status"].clear()

@@ -221,7 +221,11 @@ class VlaNode(Node):
         self._instruction_start = self._now()
         self._task_success.reset()
         self.loop.start(msg.id, text, self._instruction_start)
-        self.get_logger().info(f"instruction {msg.id}: {text!r}")
+        # How the policy reads a new phrasing (the built-in one maps it to a trained instruction);
+        # cached, so the inference thread asking the same costs nothing more.
+        read_as = getattr(self.loop.policy, "understood", lambda same: same)(text)
+        self.get_logger().info(f"instruction {msg.id}: {text!r}"
+                               + (f", read by the policy as {read_as!r}" if read_as != text else ""))
         self._set_status(PolicyStatus.RUNNING, msg.id, text, "")
 
     def _on_task(self, msg: TaskStatus) -> None:
