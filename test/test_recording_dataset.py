@@ -140,6 +140,28 @@ def test_malformed_messages_are_skipped_and_counted():
     assert len(episode.images) == 14 and episode.task == {"task": "home"}
 
 
+def test_the_hand_camera_frames_come_from_its_own_newest_image_and_its_silence_splits():
+    # The hand camera at 15 Hz, its pixels 255 - frame number; silent from 2.0 to 2.6 s.
+    wrist_times = _times(15.0, 0.007, 4.0, gaps=[(2.0, 2.6)])
+    events = _streams(4.0) + [_instruction(0.0501, "a", "pick up the red cube")] + [
+        ("/vla/wrist_image", t, rgb_to_image_msg(np.full((24, 32, 3), 255 - int(round((t - 0.007) * 15.0)), np.uint8),
+                                                 Time(), "wrist")) for t in wrist_times]
+    _, episodes = _build(events, wrist_camera=True, wrist_image_topic="/vla/wrist_image")
+    # Ticks 2.25 to 2.55 have no wrist image newer than max_gap (0.3 s): the last before the gap is at 1.94,
+    # the next at 2.607.
+    assert [len(e.images) for e in episodes] == [22, 14]
+    for episode in episodes:
+        ticks = _ticks(episode)
+        newest = [max(t for t in wrist_times if t <= tick) for tick in ticks]
+        newest_wrist = [255 - int(round((t - 0.007) * 15.0)) for t in newest]
+        assert episode.wrist_images[:, 8, 8, 0].tolist() == newest_wrist
+        assert episode.wrist_images.shape == episode.images.shape
+    _, [scene_only] = _build(events)  # without wrist_camera the hand camera is not read
+    assert scene_only.wrist_images is None and len(scene_only.images) == 40  # no gap in its ticks
+
+
 def test_the_builder_needs_its_topics():
     with pytest.raises(ValueError, match="image_topic"):
         EpisodeBuilder(ConversionOptions())
+    with pytest.raises(ValueError, match="wrist_image_topic"):
+        EpisodeBuilder(ConversionOptions(image_topic="/vla/image", action_topic="/vla/joint_targets", wrist_camera=True))

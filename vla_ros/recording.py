@@ -26,6 +26,7 @@ from pathlib import Path
 DEFAULT_TOPICS: tuple[str, ...] = (
     "/camera/image_raw",
     "/vla/image",
+    "/vla/wrist_image",  # only when a policy uses the hand camera (topics are taken when they appear)
     "/joint_states",
     "/joint_commands",
     "/vla/joint_targets",

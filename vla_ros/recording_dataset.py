@@ -9,14 +9,15 @@ What a recording becomes:
 - Frames, at `fps` (10 Hz, the policy rate) from the episode start: the newest
   image (/vla/image when recorded, else /camera/image_raw; framed by
   camera.preprocess.policy_frame, as camera_node frames the policy's input) and
-  the newest /joint_states.
+  the newest /joint_states; with `wrist_camera`, also the newest hand camera image
+  (/vla/wrist_image, else /wrist_camera/image_raw) as observation.wrist_image.
 - Action of a frame: the first command after the tick on the action topic
   (/vla/joint_targets when recorded, else /joint_commands). A target on
   /vla/joint_targets is the position due one control period later, which is what
   an action of `collect` is; /joint_commands follow the targets a period late (the
   safety filter takes a period to reach each one), so they are read a period
   after the tick (ACTION_DELAYS).
-- Gaps: a tick whose image or joint state is older than `max_gap`, or whose
+- Gaps: a tick whose image (or wrist image) or joint state is older than `max_gap`, or whose
   command comes more than `max_gap` late (nothing commanding the arm: idle,
   held, done), is dropped and ends the episode. Episodes shorter than
   `min_frames` are dropped.
@@ -40,6 +41,7 @@ from vla_ros.policies.base import CONTROL_DT
 from vla_ros.sim.tasks import SuccessWatch
 
 IMAGE_TOPICS: tuple[str, ...] = ("/vla/image", "/camera/image_raw")  # first one recorded wins
+WRIST_IMAGE_TOPICS: tuple[str, ...] = ("/vla/wrist_image", "/wrist_camera/image_raw")
 ACTION_TOPICS: tuple[str, ...] = ("/vla/joint_targets", "/joint_commands")
 # Seconds after a tick at which each command stream says where the arm should be one period later.
 ACTION_DELAYS: dict[str, float] = {"/vla/joint_targets": 0.0, "/joint_commands": CONTROL_DT}
@@ -58,6 +60,8 @@ class ConversionOptions:
     max_gap: float = 0.3  # s
     min_frames: int = 10
     image_topic: str = ""  # "" = the first of IMAGE_TOPICS in the recording
+    wrist_camera: bool = False  # also record the hand camera's frames
+    wrist_image_topic: str = ""  # with wrist_camera: "" = the first of WRIST_IMAGE_TOPICS in the recording
     action_topic: str = ""  # "" = the first of ACTION_TOPICS in the recording
     action_delay: float | None = None  # None = ACTION_DELAYS of the action topic (0 for others)
 
@@ -67,25 +71,56 @@ class _Pending:
     tick: float
     image: np.ndarray | None  # None marks a gap (stale image or joint state at this tick)
     state: np.ndarray | None = None
+    wrist_image: np.ndarray | None = None
 
 
 @dataclass
 class _Segment:
     start: float
     images: list[np.ndarray] = field(default_factory=list)
+    wrist_images: list[np.ndarray] = field(default_factory=list)
     states: list[np.ndarray] = field(default_factory=list)
     actions: list[np.ndarray] = field(default_factory=list)
+
+
+class _ImageStream:
+    """The newest message of one image topic, framed for the policy once however many ticks share it."""
+
+    def __init__(self, options: ConversionOptions):
+        self.options = options
+        self.newest: tuple[float, object] | None = None  # (receive time, message)
+        self._seen = 0
+        self._decoded: tuple[int, np.ndarray] | None = None  # (number of the message, its policy frame)
+
+    def add(self, t: float, msg) -> None:
+        self.newest = (t, msg)
+        self._seen += 1
+
+    def fresh_at(self, tick: float) -> bool:
+        return self.newest is not None and tick - self.newest[0] <= self.options.max_gap
+
+    def frame(self) -> np.ndarray:
+        from vla_ros.camera.preprocess import policy_frame
+        from vla_ros.camera.ros_image import image_to_rgb
+
+        if self._decoded is None or self._decoded[0] != self._seen:
+            frame = policy_frame(image_to_rgb(self.newest[1]), self.options.image_size, self.options.resize_mode)
+            self._decoded = (self._seen, frame)
+        return self._decoded[1]
 
 
 class EpisodeBuilder:
     """Feed a recording's messages in log-time order; take the finished dataset.Episodes as they complete.
 
-    `image_topic` and `action_topic` must be set in `options` (convert() picks them).
+    `image_topic` and `action_topic` (and with wrist_camera `wrist_image_topic`) must be
+    set in `options` (convert() picks them).
     """
 
     def __init__(self, options: ConversionOptions, source: str = ""):
-        if not options.image_topic or not options.action_topic:
-            raise ValueError("EpisodeBuilder needs options.image_topic and options.action_topic")
+        if not options.image_topic or not options.action_topic or (options.wrist_camera
+                                                                   and not options.wrist_image_topic):
+            raise ValueError("EpisodeBuilder needs options.image_topic and options.action_topic "
+                             "(and wrist_image_topic with wrist_camera)")
         self.options = options
         self.source = source
         self.period = 1.0 / options.fps
@@ -93,9 +128,8 @@ class EpisodeBuilder:
         self.delay = ACTION_DELAYS.get(options.action_topic, 0.0) if delay is None else delay
         self.counts = {"episodes": 0, "frames": 0, "dropped_ticks": 0, "short_episodes": 0, "bad_messages": 0}
         self._finished: list[dataset.Episode] = []
-        self._image: tuple[float, object] | None = None
-        self._images_seen = 0
-        self._decoded: tuple[int, np.ndarray] | None = None  # (number of the image message, its policy frame)
+        self._image = _ImageStream(options)
+        self._wrist_image = _ImageStream(options) if options.wrist_camera else None
         self._state: tuple[float, np.ndarray] | None = None
         self._instruction: tuple[str, str] | None = None  # (id, text)
         self._task_key: tuple[str, int] | None = None  # (task_json, seed)
@@ -114,8 +148,9 @@ class EpisodeBuilder:
         self._advance(t)
         try:
             if topic == self.options.image_topic:
-                self._image = (t, msg)
-                self._images_seen += 1
+                self._image.add(t, msg)
+            elif self._wrist_image is not None and topic == self.options.wrist_image_topic:
+                self._wrist_image.add(t, msg)
             elif topic == JOINT_STATES_TOPIC:
                 self._state = (t, self._positions(msg))
             elif topic == self.options.action_topic:
@@ -158,21 +193,12 @@ class EpisodeBuilder:
             self._next_tick += self.period
 
     def _snapshot(self, tick: float) -> _Pending:
-        fresh = (self._image is not None and self._state is not None
-                 and tick - self._image[0] <= self.options.max_gap and tick - self._state[0] <= self.options.max_gap)
+        fresh = (self._image.fresh_at(tick) and self._state is not None and tick - self._state[0] <= self.options.max_gap
+                 and (self._wrist_image is None or self._wrist_image.fresh_at(tick)))
         if not fresh:
             return _Pending(tick, None)
-        return _Pending(tick, self._frame(), self._state[1])
-
-    def _frame(self) -> np.ndarray:
-        """The policy frame of the newest image (decoded once however many ticks share it)."""
-        from vla_ros.camera.preprocess import policy_frame
-        from vla_ros.camera.ros_image import image_to_rgb
-
-        if self._decoded is None or self._decoded[0] != self._images_seen:
-            frame = policy_frame(image_to_rgb(self._image[1]), self.options.image_size, self.options.resize_mode)
-            self._decoded = (self._images_seen, frame)
-        return self._decoded[1]
+        wrist = self._wrist_image.frame() if self._wrist_image is not None else None
+        return _Pending(tick, self._image.frame(), self._state[1], wrist)
 
     def _on_command(self, t: float, command: np.ndarray) -> None:
         while self._pending and self._pending[0].tick + self.delay < t:
@@ -183,6 +209,7 @@ class EpisodeBuilder:
             if self._segment is None:
                 self._segment = _Segment(pending.tick)
             self._segment.images.append(pending.image)
+            self._segment.wrist_images.append(pending.wrist_image)
             self._segment.states.append(pending.state)
             self._segment.actions.append(command)
 
@@ -232,7 +259,8 @@ class EpisodeBuilder:
             np.stack(segment.images), np.stack(segment.states).astype(np.float32),
             np.stack(segment.actions).astype(np.float32), text, task, self._success,
             self._task_key[1] if sim_task else -1,
-            {"source": self.source, "start_time": round(segment.start, 3), "instruction_id": self._instruction[0]}))
+            {"source": self.source, "start_time": round(segment.start, 3), "instruction_id": self._instruction[0]},
+            wrist_images=np.stack(segment.wrist_images) if self._wrist_image is not None else None))
         self.counts["episodes"] += 1
         self.counts["frames"] += len(segment.images)
 
@@ -260,7 +288,8 @@ def convert(recordings: list[str | Path], out: str | Path, options: ConversionOp
 
     options = options or ConversionOptions()
     root = Path(out)
-    dataset.write_info(root, fps=options.fps, image_size=(options.image_size, options.image_size))
+    dataset.write_info(root, fps=options.fps, image_size=(options.image_size, options.image_size),
+                       wrist_image=options.wrist_camera)
     done = dataset.complete_shards(root)
     dataset.truncate_to_shards(root, done)
     next_shard = max(done) + 1 if done else 0
@@ -281,9 +310,13 @@ def convert(recordings: list[str | Path], out: str | Path, options: ConversionOp
                                       "image_topic": pick_topic(recorded, options.image_topic, IMAGE_TOPICS, "images"),
                                       "action_topic": pick_topic(recorded, options.action_topic, ACTION_TOPICS,
                                                                  "commands")})
+        if options.wrist_camera:
+            chosen.wrist_image_topic = pick_topic(recorded, options.wrist_image_topic, WRIST_IMAGE_TOPICS,
+                                                  "hand camera images")
         pick_topic(recorded, "", (JOINT_STATES_TOPIC,), "joint states")
         pick_topic(recorded, "", (INSTRUCTION_TOPIC,), "instructions")
         topics = [chosen.image_topic, chosen.action_topic, JOINT_STATES_TOPIC, INSTRUCTION_TOPIC, TASK_TOPIC]
+        topics += [chosen.wrist_image_topic] if chosen.wrist_camera else []
         builder = EpisodeBuilder(chosen, source=path.name)
         total = sum(recorded.get(topic, {}).get("messages", 0) for topic in topics)
         for topic, log_time, msg in tqdm(read_messages(path, topics), total=total, desc=path.name, unit="msg",
@@ -295,6 +328,7 @@ def convert(recordings: list[str | Path], out: str | Path, options: ConversionOp
                 flush()
         buffered.extend(builder.finish())
         summary["recordings"].append({"file": str(path), "image_topic": chosen.image_topic,
+                                      **({"wrist_image_topic": chosen.wrist_image_topic} if chosen.wrist_camera else {}),
                                       "action_topic": chosen.action_topic, **builder.counts})
         summary["episodes"] += builder.counts["episodes"]
         summary["frames"] += builder.counts["frames"]

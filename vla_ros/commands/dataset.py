@@ -8,7 +8,7 @@ from collections import Counter
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from vla_ros.recording_dataset import ACTION_TOPICS, IMAGE_TOPICS, ConversionOptions
+    from vla_ros.recording_dataset import ACTION_TOPICS, IMAGE_TOPICS, WRIST_IMAGE_TOPICS, ConversionOptions
 
     defaults = ConversionOptions()
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
@@ -25,6 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                               f"(default {defaults.resize_mode})")
     convert.add_argument("--image-topic", default="",
                          help=f"image topic (default: the first recorded of {', '.join(IMAGE_TOPICS)})")
+    convert.add_argument("--wrist-camera", action="store_true",
+                         help="also take the hand camera's frames (observation.wrist_image), for policies that use it")
+    convert.add_argument("--wrist-image-topic", default="",
+                         help=f"with --wrist-camera: its topic (default: the first recorded of "
+                              f"{', '.join(WRIST_IMAGE_TOPICS)})")
     convert.add_argument("--action-topic", default="",
                          help=f"command topic the actions come from (default: the first recorded of "
                               f"{', '.join(ACTION_TOPICS)})")
@@ -61,6 +66,7 @@ def _from_mcap(args: argparse.Namespace) -> int:
         return 2
     options = ConversionOptions(image_size=args.image_size, resize_mode=args.resize_mode, max_gap=args.max_gap,
                                 min_frames=args.min_frames, image_topic=args.image_topic,
+                                wrist_camera=args.wrist_camera, wrist_image_topic=args.wrist_image_topic,
                                 action_topic=args.action_topic, action_delay=args.action_delay)
     try:
         summary = convert(args.recordings, args.out, options)
