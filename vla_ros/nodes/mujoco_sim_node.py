@@ -71,6 +71,8 @@ PARAMS = [
     Param("camera_rate", 30.0, "camera images per simulated second; 0 turns the camera off", non_negative),
     Param("wrist_camera", False, "also publish the hand camera on /wrist_camera/*, one frame with each camera "
           "frame (for a policy that uses the wrist camera)"),
+    Param("wrist_image_size", 128, "side of the square hand camera images in pixels (policies see ~96)",
+          _between(16, MAX_IMAGE_HEIGHT)),
     Param("image_width", 320, "camera image width in pixels", _between(16, MAX_IMAGE_WIDTH)),
     Param("image_height", 240, "camera image height in pixels", _between(16, MAX_IMAGE_HEIGHT)),
     Param("status_rate", 10.0, "/sim/task and /sim/objects rate in Hz", positive),
@@ -107,11 +109,13 @@ class MujocoSimNode(Node):
         self._achieved_factor = 0.0
 
         self._joint_pub = self.create_publisher(JointState, "/joint_states", qos.RELIABLE)
-        # (camera, image publisher, camera_info publisher), rendered together at each frame
-        self._cameras = [(p.camera, self.create_publisher(Image, "/camera/image_raw", qos.SENSOR),
+        # (camera, width, height, image publisher, camera_info publisher), rendered together at each frame
+        self._cameras = [(p.camera, p.image_width, p.image_height,
+                          self.create_publisher(Image, "/camera/image_raw", qos.SENSOR),
                           self.create_publisher(CameraInfo, "/camera/camera_info", qos.SENSOR))]
         if p.wrist_camera:
-            self._cameras.append(("wrist", self.create_publisher(Image, "/wrist_camera/image_raw", qos.SENSOR),
+            self._cameras.append(("wrist", p.wrist_image_size, p.wrist_image_size,
+                                  self.create_publisher(Image, "/wrist_camera/image_raw", qos.SENSOR),
                                   self.create_publisher(CameraInfo, "/wrist_camera/camera_info", qos.SENSOR)))
         self._task_pub = self.create_publisher(TaskStatus, "/sim/task", qos.RELIABLE)
         self._objects_pub = self.create_publisher(MarkerArray, "/sim/objects", qos.RELIABLE)
@@ -177,9 +181,9 @@ class MujocoSimNode(Node):
         import mujoco
 
         p = self.params
-        renderer = CameraRenderer(self.world.model, p.image_width, p.image_height)
+        renderers = [CameraRenderer(self.world.model, width, height) for _, width, height, _, _ in self._cameras]
         scratch = mujoco.MjData(self.world.model)
-        infos = [self._camera_info(camera) for camera, _, _ in self._cameras]
+        infos = [self._camera_info(camera, width, height) for camera, width, height, _, _ in self._cameras]
         period = 1.0 / (p.camera_rate * p.realtime_factor)
         next_wall = time.monotonic()
         try:
@@ -188,7 +192,7 @@ class MujocoSimNode(Node):
                     self.world.copy_pose_to(scratch)
                     sim_clock = self._sim_clock
                 stamp = self._stamp(sim_clock)
-                for (camera, image_pub, info_pub), info in zip(self._cameras, infos):
+                for (camera, _, _, image_pub, info_pub), renderer, info in zip(self._cameras, renderers, infos):
                     renderer.update(scratch, camera)
                     info.header.stamp = stamp
                     image = rgb_to_image_msg(renderer.pixels(), stamp, info.header.frame_id)
@@ -202,7 +206,8 @@ class MujocoSimNode(Node):
                 else:
                     next_wall = now  # rendering is slower than asked: publish as fast as it goes
         finally:
-            renderer.close()
+            for renderer in renderers:
+                renderer.close()
 
     def _publish(self, publisher, message) -> bool:
         """Publish from a worker thread; False once the node or context has gone (shutdown)."""
@@ -215,12 +220,11 @@ class MujocoSimNode(Node):
                 return False
             raise
 
-    def _camera_info(self, camera: str) -> CameraInfo:
-        p = self.params
+    def _camera_info(self, camera: str, width: int, height: int) -> CameraInfo:
         fovy = math.radians(float(self.world.model.cam_fovy[self.world.model.camera(camera).id]))
-        focal = (p.image_height / 2.0) / math.tan(fovy / 2.0)  # square pixels
-        cx, cy = (p.image_width - 1) / 2.0, (p.image_height - 1) / 2.0
-        info = CameraInfo(height=p.image_height, width=p.image_width, distortion_model="plumb_bob",
+        focal = (height / 2.0) / math.tan(fovy / 2.0)  # square pixels
+        cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+        info = CameraInfo(height=height, width=width, distortion_model="plumb_bob",
                           d=[0.0] * 5, k=[focal, 0.0, cx, 0.0, focal, cy, 0.0, 0.0, 1.0],
                           r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
                           p=[focal, 0.0, cx, 0.0, 0.0, focal, cy, 0.0, 0.0, 0.0, 1.0, 0.0])
