@@ -136,11 +136,19 @@ def test_the_wrist_image_reaches_the_policy_and_holds_the_loop_when_stale(closin
     loop.observe(TimedObservation(np.zeros((8, 8, 3), np.uint8), 10.01, START.copy(), 10.01, wrist, 10.0))
     assert wait_for(lambda: loop.stats.chunks_computed == 1)
     assert policy.wrist_image is wrist
-    assert loop.tick(10.02)[0] is not None
-    target, reason = loop.tick(10.25)
+    # Step 1's scene frame with step 0's hand frame asks for nothing; step 1's hand frame does.
+    loop.observe(TimedObservation(np.zeros((8, 8, 3), np.uint8), 10.11, START.copy(), 10.11, wrist, 10.0))
+    time.sleep(0.05)
+    assert policy.calls == 1
+    newer = wrist.copy()
+    loop.observe(TimedObservation(np.zeros((8, 8, 3), np.uint8), 10.11, START.copy(), 10.11, newer, 10.11))
+    assert wait_for(lambda: loop.stats.chunks_computed == 2)
+    assert policy.wrist_image is newer
+    assert loop.tick(10.12)[0] is not None
+    target, reason = loop.tick(10.35)
     assert target is None and reason.startswith("image is stale")
-    loop.observe(TimedObservation(np.zeros((8, 8, 3), np.uint8), 10.25, START.copy(), 10.25, wrist, 10.0))
-    target, reason = loop.tick(10.25)
+    loop.observe(TimedObservation(np.zeros((8, 8, 3), np.uint8), 10.36, START.copy(), 10.36, wrist, 10.11))
+    target, reason = loop.tick(10.36)
     assert target is None and reason.startswith("wrist image is stale (0.25 s old")
 
 

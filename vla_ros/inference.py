@@ -4,7 +4,8 @@ A `ClosedLoop` turns a policy into a stream of joint targets:
 
 - Time is divided into policy steps of CONTROL_DT (10 Hz), counted from the start of
   the instruction. Every `n_action_steps` steps a new chunk is due. It is asked for
-  the moment the first camera frame captured in such a step arrives (so the frame is
+  the moment the first camera frame (for a policy with a hand camera: the first pair
+  of frames) captured in such a step arrives (so the frame is
   as new as it can be when the model sees it: frame -> target latency is the camera
   path plus one inference, never a wait for a clock), and it starts at the step its
   frame was captured in, so a frame that arrives late yields a chunk whose first rows
@@ -57,6 +58,11 @@ class TimedObservation:
     @property
     def oldest_stamp(self) -> float:
         return min(self.stamps().values())
+
+    @property
+    def frames_stamp(self) -> float:
+        """Capture time of the older camera frame: a step's frames are all in once it is in that step."""
+        return self.image_stamp if self.wrist_stamp is None else min(self.image_stamp, self.wrist_stamp)
 
 
 @dataclass
@@ -235,8 +241,10 @@ class ClosedLoop:
         return None
 
     def _request_if_due(self, observation: TimedObservation) -> None:
-        """Ask for a chunk when this observation's frame was captured in a step that is due."""
-        step = int(max(0.0, observation.image_stamp - self._origin) // self.step_period)
+        """Ask for a chunk when this observation's frames were captured in a step that is due. With
+        two cameras that waits for the second frame of the step: a chunk from the new scene frame
+        and the previous hand frame would act on a frame a camera period old."""
+        step = int(max(0.0, observation.frames_stamp - self._origin) // self.step_period)
         step -= step % self.n_action_steps
         if step > self._requested_step:
             self._requested_step = step
