@@ -51,8 +51,9 @@ def _id(combo) -> str:
             f"-rviz{int(rviz)}-ns{namespace.replace('/', '_') or 'none'}-simtime{sim_time}")
 
 
-def _expected_nodes(sim: str, plugin: str | None, speech: bool, rviz: bool) -> set[str]:
+def _expected_nodes(sim: str, plugin: str | None, speech: bool, rviz: bool, wrist: bool) -> set[str]:
     nodes = OUR_NODES | {"robot_state_publisher"}
+    nodes |= {"wrist_camera_node"} if wrist else set()
     nodes |= {"speech_node"} if speech else set()
     nodes |= {"rviz2"} if rviz else set()
     if sim == "mujoco":
@@ -75,7 +76,9 @@ def test_every_argument_combination(combo):
     result = plan(args)
     names = result.names
     assert len(names) == len(set(names))
-    assert set(names) == _expected_nodes(sim, plugin, speech, rviz)
+    # The shipped checkpoint decides whether the built-in policy gets the hand camera.
+    wrist = policy == "builtin" and checkpoint_config(SHIPPED_CHECKPOINT).wrist_camera
+    assert set(names) == _expected_nodes(sim, plugin, speech, rviz, wrist)
     # The arm side starts first, the policy after the safety filter, rviz last.
     assert names.index("safety_filter_node") < names.index("vla_node")
     assert names[0] in ("mujoco_sim_node", "gz_server", "robot_state_publisher")
@@ -98,9 +101,9 @@ def test_every_argument_combination(combo):
         for topic in GLOBAL_NAMES:
             assert topic not in remaps
         if spec.package == PACKAGE:
-            config = _config(spec.name)
+            config = _config(spec.executable)
             assert set(spec.parameters) >= {k for k in config if not isinstance(config[k], dict)}
-            assert spec.sources[0] == f"config/{spec.name}.yaml"
+            assert spec.sources[0] == f"config/{spec.executable}.yaml"
 
     vla = result.node("vla_node").parameters
     assert (vla["backend"], vla["checkpoint"]) == (policy, args.checkpoint)
@@ -113,6 +116,7 @@ def test_every_argument_combination(combo):
     if sim == "mujoco":
         assert hardware is None
         assert result.node("mujoco_sim_node").parameters["publish_clock"] is expected_sim_time
+        assert result.node("mujoco_sim_node").parameters["wrist_camera"] is wrist
     elif sim == "gazebo":
         assert hardware.text == description.GAZEBO_PLUGIN
         assert urdf.find("gazebo/plugin/parameters").text == str(config_file("ros2_controllers.yaml"))

@@ -127,6 +127,7 @@ class TestWallClockGraph:
 def sim_time_graph(tmp_path):
     """The simulator (publishing /clock) and the safety filter on simulated time; the test sends targets."""
     with running_sim_graph(tmp_path, STARTUP_TIMEOUT, use_sim_time=True, seed=SEED, camera_rate=0.0,
+                           wrist_camera=False,
                            leave_out=("camera_node", "instruction_node", "vla_node", "debug_view_node")) as running:
         yield running
 

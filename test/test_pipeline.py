@@ -16,7 +16,7 @@ from vla_ros.msg import AudioData, PolicyStatus, SafetyStatus, TaskStatus
 
 from vla_ros import arm, qos
 from vla_ros.intake import synth
-from vla_ros.policies.builtin.policy import SHIPPED_CHECKPOINT
+from vla_ros.policies.builtin.policy import SHIPPED_CHECKPOINT, checkpoint_config
 
 STARTUP_TIMEOUT = 60.0
 # Scenes the policy never trained on. The shipped policy solves the gripper tasks every
@@ -37,14 +37,21 @@ def _params(node: str, *overrides: str) -> list[str]:
 def start_graph(start_process, ros_node, task: dict, speech: bool = False):
     """Starts the graph with the simulator on `task`; returns a probe once the policy node is up."""
     assert SHIPPED_CHECKPOINT.is_file(), f"the shipped checkpoint is missing: {SHIPPED_CHECKPOINT}"
+    wrist = checkpoint_config(SHIPPED_CHECKPOINT).wrist_camera  # the policy also sees the hand camera
     processes = [
         start_process("mujoco_sim_node", *_params("mujoco_sim_node", f"seed:={SEED}", f"task:='{json.dumps(task)}'",
-                                                  "camera_rate:=15.0", "image_width:=320", "image_height:=240")),
+                                                  "camera_rate:=15.0", "image_width:=320", "image_height:=240",
+                                                  f"wrist_camera:={str(wrist).lower()}")),
         start_process("camera_node", *_params("camera_node", "output_size:=96")),
         start_process("safety_filter_node", *_params("safety_filter_node")),
         start_process("instruction_node", *_params("instruction_node")),
         start_process("vla_node", *_params("vla_node")),
     ]
+    if wrist:  # a second camera_node, as bringup's wrist_camera_node
+        processes.append(start_process("camera_node", *_params(
+            "camera_node", "output_size:=96", "image_topic:=/wrist_camera/image_raw",
+            "camera_info_topic:=/wrist_camera/camera_info", "output_topic:=/vla/wrist_image"), "-r",
+            "__node:=wrist_camera_node"))
     if speech:
         processes.append(start_process("speech_node", *_params("speech_node")))
     probe = {"task": [], "status": [], "safety": [], "commands": [], "states": []}

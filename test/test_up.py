@@ -93,7 +93,7 @@ def test_up_brings_the_graph_up_and_ctrl_c_stops_every_process(ros_node, start_p
 
 def test_a_node_failing_at_startup_is_named_and_the_others_stopped(start_process, tmp_path):
     bad = {"safety_filter_node": {"ros__parameters": {"rate": -1.0}}}
-    up = start_process("vla-ros", "up", "--without", "vla_node", "--log-dir", str(tmp_path / "logs"),
+    up = start_process("vla-ros", "up", "--without", "vla_node", "--wrist-camera", "false", "--log-dir", str(tmp_path / "logs"),
                        "--params-file", _params(tmp_path, bad))
     assert up.proc.wait(STARTUP_TIMEOUT) == 1, up.output()
     output = up.output()
@@ -105,7 +105,7 @@ def test_a_node_failing_at_startup_is_named_and_the_others_stopped(start_process
 
 
 def test_a_killed_supervisor_leaves_no_orphans(start_process, tmp_path):
-    up = start_process("vla-ros", "up", "--without", "vla_node", "--log-dir", str(tmp_path / "logs"),
+    up = start_process("vla-ros", "up", "--without", "vla_node", "--wrist-camera", "false", "--log-dir", str(tmp_path / "logs"),
                        "--params-file", _params(tmp_path))
     assert _wait_for_line(up, r"^up: \d+ processes", STARTUP_TIMEOUT), up.output()
     pids = _pids(up.output())
@@ -115,7 +115,7 @@ def test_a_killed_supervisor_leaves_no_orphans(start_process, tmp_path):
 
 
 def test_start_graph_as_a_context_manager(tmp_path):
-    plan = bringup.plan(bringup.BringupArgs(params_file=_params(tmp_path))).without(
+    plan = bringup.plan(bringup.BringupArgs(params_file=_params(tmp_path), wrist_camera=False)).without(
         "vla_node", "mujoco_sim_node", "camera_node", "debug_view_node")
     with start_graph(plan, tmp_path / "logs") as graph:
         assert graph.wait_ready(STARTUP_TIMEOUT) < STARTUP_TIMEOUT

@@ -51,11 +51,13 @@ GUID_PREFIX_BYTES = 12
 
 def start_sim_graph(log_dir: Path | str, seed: int, task: dict | None = None, camera_rate: float = 15.0,
                     image_size: tuple[int, int] = (320, 240), policy_image_size: int = 96, use_sim_time: bool = False,
-                    speech: bool = False, leave_out: tuple[str, ...] = ()) -> launcher.Graph:
+                    speech: bool = False, wrist_camera: bool | None = None,
+                    leave_out: tuple[str, ...] = ()) -> launcher.Graph:
     """The bringup plan with the simulated arm and the built-in policy, started as processes.
 
     The camera defaults (15 Hz, 320x240, the policy's 96x96 input) spare a loaded 2-core
-    machine; `task` is the simulator's task, so that vla_node can see it succeed. `leave_out`
+    machine; `task` is the simulator's task, so that vla_node can see it succeed.
+    `wrist_camera` is bringup's argument (None: when the policy uses one). `leave_out`
     names planned nodes not to start.
     """
     log_dir = Path(log_dir)
@@ -65,7 +67,7 @@ def start_sim_graph(log_dir: Path | str, seed: int, task: dict | None = None, ca
                             "image_width": image_size[0], "image_height": image_size[1]},
         "camera_node": {"output_size": policy_image_size},
     }
-    args = bringup.BringupArgs(sim="mujoco", speech=speech, use_sim_time=use_sim_time)
+    args = bringup.BringupArgs(sim="mujoco", speech=speech, use_sim_time=use_sim_time, wrist_camera=wrist_camera)
     if "wrist_camera_node" in bringup.plan(args).names:  # the policy uses the hand camera
         overrides["wrist_camera_node"] = {"output_size": policy_image_size}
     params_file = log_dir / "overrides.yaml"
