@@ -22,6 +22,7 @@ import math
 import sys
 import threading
 import time
+from typing import NamedTuple
 
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
@@ -80,6 +81,16 @@ PARAMS = [
 ]
 
 
+class _CameraStream(NamedTuple):
+    """One simulated camera and where its frames go."""
+
+    camera: str  # a camera of the MJCF (sim.world.CAMERAS)
+    width: int
+    height: int
+    image_pub: object  # rclpy Publisher of sensor_msgs/Image
+    info_pub: object  # rclpy Publisher of sensor_msgs/CameraInfo
+
+
 class MujocoSimNode(Node):
     def __init__(self):
         super().__init__("mujoco_sim_node")
@@ -109,14 +120,10 @@ class MujocoSimNode(Node):
         self._achieved_factor = 0.0
 
         self._joint_pub = self.create_publisher(JointState, "/joint_states", qos.RELIABLE)
-        # (camera, width, height, image publisher, camera_info publisher), rendered together at each frame
-        self._cameras = [(p.camera, p.image_width, p.image_height,
-                          self.create_publisher(Image, "/camera/image_raw", qos.SENSOR),
-                          self.create_publisher(CameraInfo, "/camera/camera_info", qos.SENSOR))]
+        # Rendered together at each frame, from one copy of the poses.
+        self._cameras = [self._camera_stream(p.camera, p.image_width, p.image_height, "/camera")]
         if p.wrist_camera:
-            self._cameras.append(("wrist", p.wrist_image_size, p.wrist_image_size,
-                                  self.create_publisher(Image, "/wrist_camera/image_raw", qos.SENSOR),
-                                  self.create_publisher(CameraInfo, "/wrist_camera/camera_info", qos.SENSOR)))
+            self._cameras.append(self._camera_stream("wrist", p.wrist_image_size, p.wrist_image_size, "/wrist_camera"))
         self._task_pub = self.create_publisher(TaskStatus, "/sim/task", qos.RELIABLE)
         self._objects_pub = self.create_publisher(MarkerArray, "/sim/objects", qos.RELIABLE)
         self._clock_pub = self.create_publisher(Clock, "/clock", qos.RELIABLE) if p.publish_clock else None
@@ -181,9 +188,9 @@ class MujocoSimNode(Node):
         import mujoco
 
         p = self.params
-        renderers = [CameraRenderer(self.world.model, width, height) for _, width, height, _, _ in self._cameras]
+        renderers = [CameraRenderer(self.world.model, c.width, c.height) for c in self._cameras]
         scratch = mujoco.MjData(self.world.model)
-        infos = [self._camera_info(camera, width, height) for camera, width, height, _, _ in self._cameras]
+        infos = [self._camera_info(c.camera, c.width, c.height) for c in self._cameras]
         period = 1.0 / (p.camera_rate * p.realtime_factor)
         next_wall = time.monotonic()
         try:
@@ -192,11 +199,11 @@ class MujocoSimNode(Node):
                     self.world.copy_pose_to(scratch)
                     sim_clock = self._sim_clock
                 stamp = self._stamp(sim_clock)
-                for (camera, _, _, image_pub, info_pub), renderer, info in zip(self._cameras, renderers, infos):
-                    renderer.update(scratch, camera)
+                for stream, renderer, info in zip(self._cameras, renderers, infos):
+                    renderer.update(scratch, stream.camera)
                     info.header.stamp = stamp
                     image = rgb_to_image_msg(renderer.pixels(), stamp, info.header.frame_id)
-                    if not (self._publish(image_pub, image) and self._publish(info_pub, info)):
+                    if not (self._publish(stream.image_pub, image) and self._publish(stream.info_pub, info)):
                         return
                 self._counts["images"] += 1
                 next_wall += period
@@ -219,6 +226,11 @@ class MujocoSimNode(Node):
             if self._stop.is_set() or not self.context.ok():
                 return False
             raise
+
+    def _camera_stream(self, camera: str, width: int, height: int, namespace: str) -> _CameraStream:
+        return _CameraStream(camera, width, height,
+                             self.create_publisher(Image, f"{namespace}/image_raw", qos.SENSOR),
+                             self.create_publisher(CameraInfo, f"{namespace}/camera_info", qos.SENSOR))
 
     def _camera_info(self, camera: str, width: int, height: int) -> CameraInfo:
         fovy = math.radians(float(self.world.model.cam_fovy[self.world.model.camera(camera).id]))

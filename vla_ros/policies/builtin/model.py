@@ -204,13 +204,13 @@ class VLAModel(nn.Module):
         self.vision = VisionEncoder(config)
         c = self.vision.out_channels
         if config.fusion == "film":
-            self.film = nn.ModuleList([nn.Linear(d, 2 * config.channels[i]) for i in self.vision.film_blocks])
+            self.film = self._film_layers()
         self.keypoints = SpatialSoftmax(c, config.keypoints)
         fused_dim = 2 * config.keypoints + config.state_dim + d
         if config.wrist_camera:
             self.wrist_vision = VisionEncoder(config)
             if config.fusion == "film":
-                self.wrist_film = nn.ModuleList([nn.Linear(d, 2 * config.channels[i]) for i in self.vision.film_blocks])
+                self.wrist_film = self._film_layers()
             self.wrist_keypoints = SpatialSoftmax(c, config.keypoints)
             fused_dim += 2 * config.keypoints
         if config.fusion == "cross_attention":
@@ -226,6 +226,11 @@ class VLAModel(nn.Module):
         if config.grounding_weight > 0:  # training only: where the named objects are (grounding.py)
             self.grounding = nn.Sequential(nn.Linear(2 * config.keypoints + d, config.hidden_dim // 2), nn.GELU(),
                                            nn.Linear(config.hidden_dim // 2, GROUNDING_DIM))
+
+    def _film_layers(self) -> nn.ModuleList:
+        """Instruction -> (scale, shift) of each FiLM-modulated block of a vision encoder."""
+        return nn.ModuleList([nn.Linear(self.config.language_dim, 2 * self.config.channels[i])
+                              for i in self.vision.film_blocks])
 
     def encode(self, image, state, tokens, mask, wrist=None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(features for the action head, language-conditioned keypoints + language for the
