@@ -2,9 +2,15 @@
 import numpy as np
 import pytest
 
-from vla_ros import arm
+from vla_ros import arm, vocabulary
 from vla_ros.policies.builtin.config import CONFIGS
-from vla_ros.policies.builtin.language import InstructionMatcher, LanguageEncoder, slot_words
+from vla_ros.policies.builtin.language import (
+    PHRASES,
+    InstructionMatcher,
+    LanguageEncoder,
+    instruction_phrases,
+    slot_words,
+)
 from vla_ros.policies.builtin.model import VLAModel
 from vla_ros.policies.builtin.policy import BuiltinPolicy, Normalization
 
@@ -21,6 +27,41 @@ def matcher():
 def test_slot_words_are_the_named_things_in_order():
     assert slot_words("Set the red cube onto the white plate.") == ("red", "cube", "white", "plate")
     assert slot_words("go back home") == ()
+
+
+@pytest.mark.parametrize("text, phrases", [
+    ("stack the red cube on the blue cylinder", ("stack the on the", "red cube", "blue cylinder")),
+    ("Push the Red cube to the left.", ("push the to the", "red cube", "left")),
+    ("set the green cylinder onto the black plate", ("set the onto the", "green cylinder", "black plate")),
+    ("go home", ("go home", "", "")),
+    ("pick up the cube", ("pick up the", "cube", "")),  # no colour: the shape alone is still the object
+    ("", ("", "", "")),
+])
+def test_instruction_phrases_are_the_action_the_object_and_the_target(text, phrases):
+    assert instruction_phrases(text) == phrases
+
+
+def test_every_phrasing_of_a_task_names_its_object_and_target_as_its_phrases():
+    for text in vocabulary.all_phrasings():
+        spec = vocabulary.parse_instruction(text)
+        if spec is None or "object" not in spec:
+            continue
+        _, named_object, target = instruction_phrases(text)
+        assert (named_object, target) == (spec["object"], spec.get("target", spec.get("direction", ""))), text
+
+
+def test_an_object_is_encoded_alike_whatever_is_to_be_done_with_it():
+    encoder = LanguageEncoder(max_tokens=16)
+    picked, pick_mask = encoder.encode_phrases("pick up the yellow cube")
+    pushed, push_mask = encoder.encode_phrases("push the yellow cube left")
+    assert picked.shape == (len(PHRASES) * 16, 384) and pick_mask.shape == (len(PHRASES) * 16,)
+    run = slice(16, 32)  # the object's tokens: the same, whereas the sentences' tokens all differ
+    np.testing.assert_array_equal(picked[run], pushed[run])
+    np.testing.assert_array_equal(pick_mask[run], push_mask[run])
+    assert not np.allclose(picked[:16], pushed[:16])
+    whole_pick, _ = encoder.encode("pick up the yellow cube")
+    whole_push, _ = encoder.encode("push the yellow cube left")
+    assert not np.allclose(whole_pick[4], whole_push[3])  # "yellow" in context differs
 
 
 @pytest.mark.parametrize("phrasing, meaning", [

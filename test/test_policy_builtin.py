@@ -151,6 +151,23 @@ def test_checkpoint_reloads_to_identical_outputs(tmp_path, language, head, fusio
     assert reloaded.metadata["trained_on"]["episodes"] == 8
 
 
+def test_a_phrases_config_trains_reloads_and_tells_its_instructions_apart(tmp_path, language):
+    root = _make_dataset(tmp_path / "data")
+    config = replace(CONFIGS["tiny"], language_phrases=True, steps=300)
+    policy = train(root, config, tmp_path / "policy.pt", progress=False, val_every=50)
+    losses = [loss for _, loss in policy.metadata["history"]["loss"]]
+    assert losses[-1] < 0.8 * losses[0], losses
+    reloaded = BuiltinPolicy.load(tmp_path / "policy.pt", language=language)
+    assert reloaded.config.language_phrases
+    image = np.zeros((48, 48, 3), np.uint8)
+    image[20:28, 30:36] = 255
+    left = reloaded.predict_chunk(image, arm.home_vector(), "push the red cube left")
+    np.testing.assert_array_equal(left, policy.predict_chunk(image, arm.home_vector(), "push the red cube left"))
+    # The two instructions differ only in their target phrase; their first targets go opposite ways.
+    right = reloaded.predict_chunk(image, arm.home_vector(), "push the red cube right")
+    assert left[0, 0] - right[0, 0] > 0.05
+
+
 def test_trains_on_several_datasets_together(tmp_path, language):
     # Demonstrations plus DAgger rollouts: two directories, one training set.
     first, second = _make_dataset(tmp_path / "a"), _make_dataset(tmp_path / "b", shards=1, seed=1)

@@ -22,6 +22,10 @@ class VLAConfig:
     # Language: all-MiniLM-L6-v2 token embeddings, pooled by learned attention
     max_tokens: int = 16
     language_dim: int = 128
+    # Encode the action, the object and the target of an instruction apart (language.
+    # instruction_phrases), each pooled by its own query: "yellow cube" then reads the same
+    # whether it is to be pushed or picked, which unseen compositions ask for.
+    language_phrases: bool = False
     # Read a new phrasing as the trained instruction it means (language.InstructionMatcher)
     match_instructions: bool = True
     # Vision: a small CNN trained from scratch, spatial-softmax keypoints
@@ -134,6 +138,8 @@ CONFIGS: dict[str, VLAConfig] = {
     # As tcp, plus the hand camera's image through a second CNN (datasets collected with
     # --wrist-camera; docs/POLICY.md "Wrist camera").
     "tcp_wrist": replace(TCP, wrist_camera=True),
+    # As tcp_wrist, with the action, object and target phrases of an instruction encoded apart.
+    "tcp_phrases": replace(TCP, wrist_camera=True, language_phrases=True),
     # For tests and smoke runs: small and fast.
     "tiny": replace(DEFAULT, image_size=48, channels=(8, 16, 16, 16), keypoints=8, hidden_dim=64, language_dim=32,
                     chunk_size=4, lead_steps=2, steps=200, batch_size=16, learning_rate=1e-3),

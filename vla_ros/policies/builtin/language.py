@@ -27,6 +27,10 @@ EMBEDDING_DIM = 384
 MIN_SIMILARITY = 0.7
 SLOT_WORDS = frozenset(" ".join(vocabulary.OBJECT_COLOURS + vocabulary.OBJECT_SHAPES + vocabulary.PLATE_COLOURS
                                 + vocabulary.DIRECTIONS + ("plate",)).split())
+_COLOURS = frozenset(vocabulary.OBJECT_COLOURS + vocabulary.PLATE_COLOURS)
+# The phrases of an instruction a config with language_phrases encodes apart: what to do,
+# the object, and the target (object or plate) or push direction.
+PHRASES = ("action", "object", "target")
 
 
 class LanguageEncoderError(RuntimeError):
@@ -81,8 +85,15 @@ class LanguageEncoder:
             self._cache[key] = (padded, mask)
             return padded, mask
 
-    def encode_many(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        pairs = [self.encode(t) for t in texts]
+    def encode_phrases(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """encode() of each of instruction_phrases(text), one after the other:
+        (len(PHRASES) * max_tokens, 384) and the mask."""
+        pairs = [self.encode(phrase) for phrase in instruction_phrases(text)]
+        return np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
+
+    def encode_many(self, texts: list[str], phrases: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """encode() (or encode_phrases()) of each text, stacked."""
+        pairs = [self.encode_phrases(t) if phrases else self.encode(t) for t in texts]
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
     def sentences(self, texts: list[str]) -> np.ndarray:
@@ -99,6 +110,29 @@ def normal_form(text: str) -> str:
 def slot_words(text: str) -> tuple[str, ...]:
     """The colour, shape, plate and direction words of `text`, in order."""
     return tuple(word for word in re.findall(r"[a-z]+", text.lower()) if word in SLOT_WORDS)
+
+
+def instruction_phrases(text: str) -> tuple[str, str, str]:
+    """(action, object, target) of an instruction: "stack the red cube on the blue cylinder" ->
+    ("stack the on the", "red cube", "blue cylinder"); "push the red cube left" -> ("push the",
+    "red cube", "left"). A colour with the shape or "plate" after it, or a direction, is a
+    phrase; the first is the object, the rest the target; every other word is the action.
+    Empty phrases stay empty ("go home" -> ("go home", "", ""))."""
+    words = re.findall(r"[a-z]+", text.lower())
+    action, named = [], []
+    i = 0
+    while i < len(words):
+        word, after = words[i], words[i + 1] if i + 1 < len(words) else ""
+        if word in _COLOURS and after in SLOT_WORDS and after not in _COLOURS:
+            named.append(f"{word} {after}")
+            i += 2
+            continue
+        if word in SLOT_WORDS:
+            named.append(word)
+        else:
+            action.append(word)
+        i += 1
+    return " ".join(action), named[0] if named else "", " ".join(named[1:])
 
 
 class InstructionMatcher:

@@ -16,24 +16,34 @@ from torch.nn import functional as F
 
 from vla_ros.policies.builtin.config import VLAConfig
 from vla_ros.policies.builtin.grounding import GROUNDING_DIM
-from vla_ros.policies.builtin.language import EMBEDDING_DIM
+from vla_ros.policies.builtin.language import EMBEDDING_DIM, PHRASES
 
 
 class LanguagePooling(nn.Module):
-    """Learned-query attention over MiniLM token embeddings -> one instruction vector."""
+    """Learned-query attention over MiniLM token embeddings -> one instruction vector.
 
-    def __init__(self, dim: int):
+    With `phrases` > 1 the tokens come as that many equal runs (language.encode_phrases),
+    each pooled by its own query; the pooled phrases are joined by the output layer.
+    """
+
+    def __init__(self, dim: int, phrases: int = 1):
         super().__init__()
+        self.phrases = phrases
         self.project = nn.Linear(EMBEDDING_DIM, dim)
-        self.query = nn.Parameter(torch.randn(dim) / math.sqrt(dim))
-        self.out = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.GELU())
+        # (dim,) for one phrase: the shape checkpoints before language_phrases were saved with
+        shape = (dim,) if phrases == 1 else (phrases, dim)
+        self.query = nn.Parameter(torch.randn(shape) / math.sqrt(dim))
+        self.out = nn.Sequential(nn.LayerNorm(phrases * dim), nn.Linear(phrases * dim, dim), nn.GELU())
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, t, _ = tokens.shape
         keys = self.project(tokens)  # (B, T, D)
-        scores = (keys @ self.query) / math.sqrt(keys.shape[-1])
-        scores = scores.masked_fill(~mask, float("-inf"))
-        weights = torch.softmax(scores, dim=1).unsqueeze(-1)
-        return self.out((weights * keys).sum(dim=1)), keys
+        runs = keys.view(b, self.phrases, t // self.phrases, -1)  # (B, P, T/P, D)
+        query = self.query.view(self.phrases, -1)
+        scores = torch.einsum("bptd,pd->bpt", runs, query) / math.sqrt(keys.shape[-1])
+        scores = scores.masked_fill(~mask.view(b, self.phrases, -1), float("-inf"))
+        weights = torch.softmax(scores, dim=-1).unsqueeze(-1)
+        return self.out((weights * runs).sum(dim=2).flatten(1)), keys
 
 
 class SpatialSoftmax(nn.Module):
@@ -200,7 +210,7 @@ class VLAModel(nn.Module):
         super().__init__()
         self.config = config
         d = config.language_dim
-        self.language = LanguagePooling(d)
+        self.language = LanguagePooling(d, len(PHRASES) if config.language_phrases else 1)
         self.vision = VisionEncoder(config)
         c = self.vision.out_channels
         if config.fusion == "film":

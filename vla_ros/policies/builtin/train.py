@@ -130,7 +130,7 @@ class Trainer:
         self.train_frames, self.val_frames = train_frames, val_frames
         self.frame_weights = (torch.from_numpy(task_balanced_weights(data.kind_of_frame[train_frames]))
                               if config.balance_tasks else None)
-        tokens, masks = language.encode_many(data.instructions)
+        tokens, masks = language.encode_many(data.instructions, phrases=config.language_phrases)
         self.tokens, self.masks = torch.from_numpy(tokens), torch.from_numpy(masks)
         self.states_norm = torch.from_numpy((data.states - normalization.state_mean) / normalization.state_std)
         self.targets_norm = torch.from_numpy((data.offsets - normalization.offset_mean) / normalization.offset_std)
