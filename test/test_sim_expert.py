@@ -173,3 +173,14 @@ def test_eval_command_reports_bad_input_with_exit_code_2(tmp_path, capsys):
     assert "unknown policy" in capsys.readouterr().err
     assert cli.main(["eval", "--tasks", str(tmp_path / "missing.jsonl"), "--episodes", "1"]) == 2
     assert "tasks file not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field, value", [("action_std", -0.01), ("detour_probability", 1.5), ("detour_steps", 0),
+                                          ("miss_distance", 0.5), ("miss_distance", float("nan"))])
+def test_expert_noise_out_of_range_is_refused_by_name(field, value, tmp_path, capsys):
+    with pytest.raises(ValueError, match=field):
+        ExpertNoise(**{field: value})
+    if field == "miss_distance":  # the CLI says so and writes nothing
+        code = cli.main(["collect", "--episodes", "1", "--out", str(tmp_path / "data"), "--missed-grasp", str(value)])
+        assert code == 2 and "miss_distance" in capsys.readouterr().err
+        assert not (tmp_path / "data").exists()

@@ -6,8 +6,6 @@ import json
 import sys
 from dataclasses import replace
 
-MAX_MISS = 0.1  # m: further off, the "grasp" is nowhere near the object
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episodes", type=int, required=True, help="number of demonstrations")
@@ -42,9 +40,6 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not 0.0 <= args.expert_share <= 1.0:
         print("error: --expert-share must be in [0, 1]", file=sys.stderr)
-        return 2
-    if not 0.0 <= args.missed_grasp <= MAX_MISS:
-        print(f"error: --missed-grasp must be in [0, {MAX_MISS}] m", file=sys.stderr)
         return 2
     from vla_ros.collection import DEFAULT_NOISE, KIND_WEIGHTS
 

@@ -42,6 +42,7 @@ PUSH_BEHIND = 0.025  # m between the object's footprint and the fingers' centre 
 REACHED = 0.008  # m, a waypoint counts as reached
 GRASP_WAIT_STEPS = 3  # control steps to wait with the gripper closed before judging the grasp
 PUSH_LOST = 0.015  # m, the object's centre this far beside the pushing finger: it slid off, push again
+MAX_MISS_DISTANCE = 0.1  # m: a deliberate miss further off is nowhere near the object
 # Detours (noise) only where a wrong move cannot knock anything over: away from contact.
 FREE_SPACE_PHASES = frozenset({"approach", "lift", "carry", "retreat"})
 
@@ -57,6 +58,16 @@ class ExpertNoise:
     # > 0: the first grasp of an episode aims this far (m) beside the object, so that it
     # misses and the expert shows how to try again.
     miss_distance: float = 0.0
+
+    def __post_init__(self) -> None:
+        problems = [f"{name} must be in [{low}, {high}], got {value}" for name, value, low, high in (
+            ("action_std", self.action_std, 0.0, 0.1),
+            ("detour_probability", self.detour_probability, 0.0, 1.0),
+            ("detour_size", self.detour_size, 0.0, 0.2),
+            ("detour_steps", self.detour_steps, 1, 100),
+            ("miss_distance", self.miss_distance, 0.0, MAX_MISS_DISTANCE)) if not low <= value <= high]
+        if problems:
+            raise ValueError("expert noise: " + "; ".join(problems))
 
 
 # The hand pointing down as at home (TCP x forward, fingers closing along y).
