@@ -72,24 +72,27 @@ class LanguageEncoder:
 
     def encode(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """Token embeddings (max_tokens, 384) float32, and mask (max_tokens,) bool of real tokens."""
-        key = normal_form(text)
-        with self._lock:
-            if key in self._cache:
-                return self._cache[key]
-            tokens = self._model_loaded().encode([key], output_value="token_embeddings", convert_to_numpy=False)[0]
-            tokens = tokens.detach().cpu().numpy().astype(np.float32)[: self.max_tokens]
-            padded = np.zeros((self.max_tokens, EMBEDDING_DIM), dtype=np.float32)
-            padded[: len(tokens)] = tokens
-            mask = np.zeros(self.max_tokens, dtype=bool)
-            mask[: len(tokens)] = True
-            self._cache[key] = (padded, mask)
-            return padded, mask
+        return self._encoded([normal_form(text)])[0]
 
     def encode_phrases(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """encode() of each of instruction_phrases(text), one after the other:
-        (len(PHRASES) * max_tokens, 384) and the mask."""
-        pairs = [self.encode(phrase) for phrase in instruction_phrases(text)]
+        (len(PHRASES) * max_tokens, 384) and the mask. New phrases go through MiniLM in one batch."""
+        pairs = self._encoded([normal_form(phrase) for phrase in instruction_phrases(text)])
         return np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
+
+    def _encoded(self, keys: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        with self._lock:
+            new = [key for key in dict.fromkeys(keys) if key not in self._cache]
+            if new:
+                outputs = self._model_loaded().encode(new, output_value="token_embeddings", convert_to_numpy=False)
+                for key, tokens in zip(new, outputs):
+                    tokens = tokens.detach().cpu().numpy().astype(np.float32)[: self.max_tokens]
+                    padded = np.zeros((self.max_tokens, EMBEDDING_DIM), dtype=np.float32)
+                    padded[: len(tokens)] = tokens
+                    mask = np.zeros(self.max_tokens, dtype=bool)
+                    mask[: len(tokens)] = True
+                    self._cache[key] = (padded, mask)
+            return [self._cache[key] for key in keys]
 
     def encode_many(self, texts: list[str], phrases: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """encode() (or encode_phrases()) of each text, stacked."""
