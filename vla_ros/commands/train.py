@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dataset directories written by `vla-ros collect` (e.g. demonstrations and "
                         "DAgger rollouts), trained on together")
     parser.add_argument("--config", default="default", help="named policy config (default, tokens, flow, "
-                        "cross_attention, concat, grounded, localised, tcp, tcp_relative, tcp_wrist (shipped), tcp_phrases, "
+                        "cross_attention, concat, grounded, localised, tcp, tcp_relative, tcp_wrist, tcp_phrases (shipped), "
                         "tiny; docs/POLICY.md)")
     parser.add_argument("--out", required=True, help="checkpoint file to write, e.g. runs/default/policy.pt")
     parser.add_argument("--steps", type=int, help="training steps (default: the config's)")
