@@ -2,8 +2,10 @@
 
 Token-level features rather than the sentence vector: MiniLM's sentence cosine of
 "push ... left" and "push ... right" is 0.98, so direction and colour words must
-stay visible to the policy. Encoding costs ~15 ms; each instruction is encoded
-once and cached.
+stay visible to the policy. Encoding costs ~6-15 ms; each instruction is encoded
+once and cached. `encode_phrases` encodes the action, object and target phrases of
+an instruction apart (`instruction_phrases`, for configs with language_phrases), so
+an object's tokens do not depend on what is to be done with it.
 
 `InstructionMatcher` reads a new phrasing as the trained instruction it means: the
 one naming the same things (colours, shapes, plates, directions, in order) whose
