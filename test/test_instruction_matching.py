@@ -52,8 +52,8 @@ def test_every_phrasing_of_a_task_names_its_object_and_target_as_its_phrases():
 
 def test_an_object_is_encoded_alike_whatever_is_to_be_done_with_it():
     encoder = LanguageEncoder(max_tokens=16)
-    picked, pick_mask = encoder.encode_phrases("pick up the yellow cube")
-    pushed, push_mask = encoder.encode_phrases("push the yellow cube left")
+    picked, pick_mask = encoder.encode("pick up the yellow cube", phrases=True)
+    pushed, push_mask = encoder.encode("push the yellow cube left", phrases=True)
     assert picked.shape == (len(PHRASES) * 16, 384) and pick_mask.shape == (len(PHRASES) * 16,)
     run = slice(16, 32)  # the object's tokens: the same, whereas the sentences' tokens all differ
     np.testing.assert_array_equal(picked[run], pushed[run])

@@ -3,8 +3,8 @@
 Token-level features rather than the sentence vector: MiniLM's sentence cosine of
 "push ... left" and "push ... right" is 0.98, so direction and colour words must
 stay visible to the policy. Encoding costs ~6-15 ms; each instruction is encoded
-once and cached. `encode_phrases` encodes the action, object and target phrases of
-an instruction apart (`instruction_phrases`, for configs with language_phrases), so
+once and cached. `encode(text, phrases=True)` encodes the action, object and target
+phrases of an instruction apart (`instruction_phrases`, for configs with language_phrases), so
 an object's tokens do not depend on what is to be done with it.
 
 `InstructionMatcher` reads a new phrasing as the trained instruction it means: the
@@ -72,14 +72,12 @@ class LanguageEncoder:
             self._model = self._load()
         return self._model
 
-    def encode(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """Token embeddings (max_tokens, 384) float32, and mask (max_tokens,) bool of real tokens."""
-        return self._encoded([normal_form(text)])[0]
-
-    def encode_phrases(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """encode() of each of instruction_phrases(text), one after the other:
-        (len(PHRASES) * max_tokens, 384) and the mask. New phrases go through MiniLM in one batch."""
-        pairs = self._encoded([normal_form(phrase) for phrase in instruction_phrases(text)])
+    def encode(self, text: str, phrases: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Token embeddings (max_tokens, 384) float32, and mask (max_tokens,) bool of real tokens.
+        With `phrases`, those of each of instruction_phrases(text), one after the other:
+        (len(PHRASES) * max_tokens, 384) and the mask; new phrases go through MiniLM in one batch."""
+        keys = [normal_form(phrase) for phrase in instruction_phrases(text)] if phrases else [normal_form(text)]
+        pairs = self._encoded(keys)
         return np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
 
     def _encoded(self, keys: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -97,8 +95,8 @@ class LanguageEncoder:
             return [self._cache[key] for key in keys]
 
     def encode_many(self, texts: list[str], phrases: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """encode() (or encode_phrases()) of each text, stacked."""
-        pairs = [self.encode_phrases(t) if phrases else self.encode(t) for t in texts]
+        """encode() of each text, stacked."""
+        pairs = [self.encode(t, phrases) for t in texts]
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
     def sentences(self, texts: list[str]) -> np.ndarray:

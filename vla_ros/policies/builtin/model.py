@@ -22,7 +22,7 @@ from vla_ros.policies.builtin.language import EMBEDDING_DIM, PHRASES
 class LanguagePooling(nn.Module):
     """Learned-query attention over MiniLM token embeddings -> one instruction vector.
 
-    With `phrases` > 1 the tokens come as that many equal runs (language.encode_phrases),
+    With `phrases` > 1 the tokens come as that many equal runs (LanguageEncoder.encode with phrases),
     each pooled by its own query; the pooled phrases are joined by the output layer.
     """
 
@@ -35,7 +35,7 @@ class LanguagePooling(nn.Module):
         self.query = nn.Parameter(torch.randn(shape) / math.sqrt(dim))
         self.out = nn.Sequential(nn.LayerNorm(phrases * dim), nn.Linear(phrases * dim, dim), nn.GELU())
 
-    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, t, _ = tokens.shape
         keys = self.project(tokens)  # (B, T, D)
         runs = keys.view(b, self.phrases, t // self.phrases, -1)  # (B, P, T/P, D)
@@ -43,7 +43,7 @@ class LanguagePooling(nn.Module):
         scores = torch.einsum("bptd,pd->bpt", runs, query) / math.sqrt(keys.shape[-1])
         scores = scores.masked_fill(~mask.view(b, self.phrases, -1), float("-inf"))
         weights = torch.softmax(scores, dim=-1).unsqueeze(-1)
-        return self.out((weights * runs).sum(dim=2).flatten(1)), keys
+        return self.out((weights * runs).sum(dim=2).flatten(1))
 
 
 class SpatialSoftmax(nn.Module):
@@ -245,7 +245,7 @@ class VLAModel(nn.Module):
     def encode(self, image, state, tokens, mask, wrist=None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(features for the action head, language-conditioned keypoints + language for the
         grounding head; None without one, so inference does not build it)."""
-        language, _ = self.language(tokens, mask)
+        language = self.language(tokens, mask)
         feature_map = self.vision(image, self._film(self.film if self.config.fusion == "film" else None, language))
         keypoints = self.keypoints(feature_map)
         scene = torch.cat([keypoints, language], dim=1) if self.config.grounding_weight > 0 else None

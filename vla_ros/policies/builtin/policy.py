@@ -106,9 +106,7 @@ class BuiltinPolicy:
             raise ValueError(f"state must be {self.config.state_dim} finite joint positions, got {state}")
         if self.config.wrist_camera and wrist_image is None:
             raise ValueError("this policy uses the wrist camera: give it the hand camera's image")
-        understood = self.understood(instruction)
-        tokens, mask = (self.language.encode_phrases(understood) if self.config.language_phrases
-                        else self.language.encode(understood))
+        tokens, mask = self.language.encode(self.understood(instruction), self.config.language_phrases)
         wrist = image_tensor(policy_frame(wrist_image, self.config.image_size)[None]) if self.config.wrist_camera else None
         return {"image": image_tensor(policy_frame(image, self.config.image_size)[None]),
                 "state": torch.from_numpy((state - n.state_mean) / n.state_std)[None],
