@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from vla_ros.policies.chunking import ChunkAggregator
+from vla_ros import arm
+from vla_ros.policies.chunking import DEFAULT_DECAY, ChunkAggregator, policy_blending
 
 
 def _two_overlapping(mode):
@@ -66,3 +67,45 @@ def test_evaluator_queries_the_policy_every_n_action_steps():
     world.close()
     assert not result.success and result.steps > 10  # holding still solves nothing: it runs to the time limit
     assert policy.calls == -(-result.steps // 2)
+
+
+class _CountingUp:
+    """Every chunk holds one value, the number of calls so far (home + 0.001 per call), for 4 steps."""
+
+    n_action_steps = 1
+    aggregation = "ensemble"
+
+    def __init__(self, ensemble_decay):
+        self.ensemble_decay = ensemble_decay
+        self.calls = 0
+
+    def reset(self):
+        pass
+
+    def select_action(self, observation, instruction):
+        self.calls += 1
+        return np.tile(arm.home_vector() + 0.001 * self.calls, (4, 1))
+
+
+@pytest.mark.parametrize("decay", [0.0, 2.0])
+def test_evaluator_blends_with_the_policys_own_decay(decay):
+    from vla_ros.evaluation import Evaluator, plan_episodes
+    from vla_ros.sim.world import SimWorld
+
+    class Recording(Evaluator):
+        def _execute(self, target):
+            targets.append(target)
+            super()._execute(target)
+
+    targets, world = [], SimWorld(image_size=48)
+    Recording(world, _CountingUp(decay)).run_episode(plan_episodes(1, 0, "seen")[0])
+    world.close()
+    # From step 3 on, the chunks of calls step-2 .. step+1 cover each step, the oldest weighted most.
+    weights = np.exp(-decay * np.arange(4))
+    for step in (3, 10):
+        offset = np.average(0.001 * np.arange(step - 2, step + 2), weights=weights)
+        np.testing.assert_allclose(targets[step], arm.home_vector() + offset)
+
+
+def test_policy_blending_defaults_for_a_policy_that_names_none():
+    assert policy_blending(object()) == ("latest", DEFAULT_DECAY)

@@ -109,6 +109,21 @@ def test_asks_again_every_n_action_steps_and_blends_from_the_previous_step(closi
     np.testing.assert_allclose(target.positions, 3.0)
 
 
+def test_ensemble_mode_blends_overlapping_chunks_with_the_given_decay(closing):
+    policy = CountingPolicy(chunk_size=4)
+    loop = make_loop(policy, n_action_steps=2, aggregation="ensemble", ensemble_decay=1.0)
+    closing(loop)
+    observe(loop, 0.0)
+    loop.start("a", "go home", 0.0)
+    loop.tick(0.0)
+    assert wait_for(lambda: loop.stats.chunks_computed == 1)
+    observe(loop, 0.2)
+    loop.tick(0.2)  # step 2: chunk 2 is due
+    assert wait_for(lambda: loop.stats.chunks_computed == 2)
+    target, _ = loop.tick(0.35)  # step 3: chunk 1's row 3 (= 4), weight 1, and chunk 2's row 1 (= 3), weight e^-1
+    np.testing.assert_allclose(target.positions, (4 + 3 * np.exp(-1)) / (1 + np.exp(-1)))
+
+
 def test_a_stale_image_or_joint_state_holds_and_says_which(closing):
     loop = make_loop(CountingPolicy())
     closing(loop)

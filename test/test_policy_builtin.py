@@ -16,6 +16,7 @@ from vla_ros.policies.builtin.language import LanguageEncoder
 from vla_ros.policies.builtin.policy import BuiltinPolicy, CheckpointError, checkpoint_config
 from vla_ros.policies.builtin.train import task_balanced_weights, train
 from vla_ros.policies.builtin.vision_pretrain import POSE_SPREAD, render_scenes
+from vla_ros.policies.chunking import policy_blending
 
 
 @pytest.fixture(scope="module")
@@ -273,6 +274,13 @@ def test_select_action_executes_the_chunk_from_its_lead_entry(tmp_path, language
         replace(CONFIGS["tiny"], lead_steps=CONFIGS["tiny"].chunk_size)
 
 
+def test_the_policy_asks_for_its_configs_chunk_blending(tmp_path, language):
+    root = _make_dataset(tmp_path / "data")
+    config = replace(CONFIGS["tiny"], steps=2, aggregation="ensemble", temporal_ensemble_decay=0.5)
+    trained = train(root, config, tmp_path / "policy.pt", progress=False)
+    assert policy_blending(trained) == policy_blending(BuiltinPolicy.load(tmp_path / "policy.pt")) == ("ensemble", 0.5)
+
+
 def test_unknown_config_names_and_fields_are_rejected():
     with pytest.raises(ValueError, match="unknown policy config"):
         named_config("huge")
@@ -286,6 +294,8 @@ def test_unknown_config_names_and_fields_are_rejected():
         VLAConfig(action_space="tcp")
     with pytest.raises(ValueError, match="vision_pretrain_frame must be"):
         VLAConfig(vision_pretrain_frame="camera")
+    with pytest.raises(ValueError, match="temporal_ensemble_decay must be >= 0"):
+        VLAConfig(temporal_ensemble_decay=float("nan"))
 
 
 def test_int8_policy_quantises_the_linear_layers_and_stays_close(language):

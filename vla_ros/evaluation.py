@@ -22,7 +22,7 @@ import numpy as np
 
 from vla_ros import arm, vocabulary
 from vla_ros.policies.base import CONTROL_DT, Policy, check_chunk, uses_wrist_camera
-from vla_ros.policies.chunking import ChunkAggregator
+from vla_ros.policies.chunking import ChunkAggregator, policy_blending
 from vla_ros.sim import tasks
 
 SPLIT_CHOICES = ("seen", "unseen", "paraphrase", "all")
@@ -182,7 +182,7 @@ class Evaluator:
         # n_action_steps steps and blend overlaps, or, without that attribute, run each
         # chunk to its end before asking again.
         every = getattr(self.policy, "n_action_steps", None)
-        aggregator = ChunkAggregator(getattr(self.policy, "aggregation", "latest"))
+        aggregator = ChunkAggregator(*policy_blending(self.policy))
         steps = 0
         while world.task_elapsed() < limit - 1e-9:
             target = None if every and steps % every == 0 else aggregator.target(steps)

@@ -36,7 +36,7 @@ import numpy as np
 
 from vla_ros.camera.pipeline import NewestFrameWorker
 from vla_ros.policies.base import CONTROL_DT, Observation, Policy, check_chunk
-from vla_ros.policies.chunking import ChunkAggregator
+from vla_ros.policies.chunking import DEFAULT_DECAY, ChunkAggregator
 
 
 @dataclass
@@ -130,7 +130,8 @@ class ClosedLoop:
     """The state of one instruction's execution; thread-safe (results arrive from the worker)."""
 
     def __init__(self, policy: Policy, *, n_action_steps: int, aggregation: str, max_age: float,
-                 latency_budget: float, step_period: float = CONTROL_DT, control_period: float = 0.05):
+                 latency_budget: float, step_period: float = CONTROL_DT, control_period: float = 0.05,
+                 ensemble_decay: float = DEFAULT_DECAY):
         if n_action_steps < 1:
             raise ValueError(f"n_action_steps must be >= 1, got {n_action_steps}")
         self.policy = policy
@@ -143,7 +144,7 @@ class ClosedLoop:
         self.stats = LoopStats()
         # Called from the worker thread with each accepted chunk (vla_node publishes them).
         self.on_chunk: Callable[[ChunkResult], None] | None = None
-        self._aggregator = ChunkAggregator(aggregation)
+        self._aggregator = ChunkAggregator(aggregation, ensemble_decay)
         self._lock = threading.Lock()
         self._observation: TimedObservation | None = None
         self._instruction: tuple[str, str] | None = None  # (id, text)

@@ -51,7 +51,7 @@ from vla_ros.node_common import (
 )
 from vla_ros.policies import CONTROL_DT, Observation, load_backend
 from vla_ros.policies.base import uses_wrist_camera
-from vla_ros.policies.chunking import AGGREGATION_MODES
+from vla_ros.policies.chunking import AGGREGATION_MODES, policy_blending
 from vla_ros.safety.filter import InputError, positions_by_name
 from vla_ros.sim.tasks import SuccessWatch
 
@@ -129,10 +129,10 @@ class VlaNode(Node):
             raise ConfigError(f"cannot load the {p.backend} policy: {err}") from err
         warm_up_seconds = _warm_up(policy)
         n_action_steps = p.n_action_steps or getattr(policy, "n_action_steps", None)
-        self.loop = ClosedLoop(policy, n_action_steps=n_action_steps or 1,
-                               aggregation=p.aggregation or getattr(policy, "aggregation", "latest"),
-                               max_age=p.max_age, latency_budget=p.latency_budget, step_period=CONTROL_DT,
-                               control_period=1.0 / p.control_rate)
+        aggregation, ensemble_decay = policy_blending(policy)
+        self.loop = ClosedLoop(policy, n_action_steps=n_action_steps or 1, aggregation=p.aggregation or aggregation,
+                               ensemble_decay=ensemble_decay, max_age=p.max_age, latency_budget=p.latency_budget,
+                               step_period=CONTROL_DT, control_period=1.0 / p.control_rate)
         self._chunks: deque[ChunkResult] = deque(maxlen=8)  # computed chunks, published from the executor thread
         limits = arm.limits_arrays()
         self._lower, self._upper = limits["lower"] - STATE_TOLERANCE, limits["upper"] + STATE_TOLERANCE
@@ -162,7 +162,8 @@ class VlaNode(Node):
         self._diagnostics = Diagnostics(self, self._diagnostic_checks)
         self.get_logger().info(f"{p.backend} policy loaded ({p.checkpoint or 'shipped checkpoint'}), "
                                f"first inference {warm_up_seconds:.2f} s; "
-                               f"{n_action_steps or 1} step(s) per chunk, {self.loop.aggregation} aggregation, "
+                               f"{n_action_steps or 1} step(s) per chunk, {self.loop.aggregation} aggregation"
+                               + (f" (decay {ensemble_decay:g})" if self.loop.aggregation == "ensemble" else "") + ", "
                                f"targets at {p.control_rate} Hz"
                                + (f"; it uses the hand camera ({WRIST_IMAGE_TOPIC})" if self._uses_wrist_camera else ""))
 

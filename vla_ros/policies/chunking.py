@@ -14,12 +14,19 @@ from __future__ import annotations
 import numpy as np
 
 AGGREGATION_MODES = ("ensemble", "latest", "average")
+DEFAULT_DECAY = 0.1
+
+
+def policy_blending(policy) -> tuple[str, float]:
+    """How `policy` asks its chunks to be blended: its `aggregation` ("latest" without one)
+    and its `ensemble_decay` (DEFAULT_DECAY without one)."""
+    return getattr(policy, "aggregation", "latest"), getattr(policy, "ensemble_decay", DEFAULT_DECAY)
 
 
 class ChunkAggregator:
     """Chunks keyed by the control step of their first target; `target(step)` combines them."""
 
-    def __init__(self, mode: str = "ensemble", decay: float = 0.1):
+    def __init__(self, mode: str = "ensemble", decay: float = DEFAULT_DECAY):
         if mode not in AGGREGATION_MODES:
             raise ValueError(f"aggregation mode must be one of {', '.join(AGGREGATION_MODES)}; got {mode!r}")
         if decay < 0:

@@ -31,6 +31,7 @@ from vla_ros import arm
 from vla_ros.camera.preprocess import policy_frame
 from vla_ros.policies import lerobot_runner
 from vla_ros.policies.base import Observation, check_chunk
+from vla_ros.policies.chunking import DEFAULT_DECAY
 
 PYTHON_ENV = "VLA_ROS_LEROBOT_PYTHON"
 SAVED_POLICY_FILES = ("config.json", "model.safetensors", "policy_preprocessor.json", "policy_postprocessor.json")
@@ -112,6 +113,8 @@ class LeRobotPolicy:
                                    f"(joint positions and targets, {', '.join(arm.COMMANDED_JOINTS)})")
         self.n_action_steps = info["n_action_steps"]
         self.aggregation = info["aggregation"]
+        decay = info.get("ensemble_decay")  # ACT's temporal_ensemble_coeff
+        self.ensemble_decay = DEFAULT_DECAY if decay is None else decay
         self.uses_wrist_camera = any(_is_wrist(name) for name in info["image_features"])
 
     def reset(self) -> None:

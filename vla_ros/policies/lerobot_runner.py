@@ -111,6 +111,7 @@ class LeRobotRunner:
             # ACT's temporal ensembling queries every step and blends; otherwise execute n_action_steps.
             "n_action_steps": 1 if ensembled else int(getattr(config, "n_action_steps", 1)),
             "aggregation": "ensemble" if ensembled else "latest",
+            "ensemble_decay": float(config.temporal_ensemble_coeff) if ensembled else None,
             "torch": torch.__version__,
         }
 

@@ -87,6 +87,8 @@ class VLAConfig:
             raise ValueError(f"lead_steps must be in [0, chunk_size={self.chunk_size}), got {self.lead_steps}")
         if self.aggregation not in AGGREGATION_MODES:
             raise ValueError(f"aggregation must be one of {AGGREGATION_MODES}, got {self.aggregation!r}")
+        if not self.temporal_ensemble_decay >= 0:
+            raise ValueError(f"temporal_ensemble_decay must be >= 0, got {self.temporal_ensemble_decay}")
         if not self.grounding_weight >= 0:
             raise ValueError(f"grounding_weight must be >= 0, got {self.grounding_weight}")
         if self.vision_pretrain_steps < 0 or (self.vision_pretrain_steps > 0 and self.vision_pretrain_scenes < 2):

@@ -75,6 +75,7 @@ class BuiltinPolicy:
         self.matcher = InstructionMatcher(trained, self.language) if config.match_instructions and trained else None
         self.n_action_steps = config.n_action_steps
         self.aggregation = config.aggregation
+        self.ensemble_decay = config.temporal_ensemble_decay
         self._generator = torch.Generator()
         self.reset()
 
