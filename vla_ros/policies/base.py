@@ -43,7 +43,9 @@ class Policy(Protocol):
         """A (K, 8) chunk of absolute joint position targets, one per CONTROL_DT, K >= 1.
 
         A policy that needs the hand camera's image has a true attribute `uses_wrist_camera`
-        (uses_wrist_camera below); the others get wrist_image None or ignore it."""
+        (uses_wrist_camera below); the others get wrist_image None or ignore it. A policy may
+        also say how its chunks execute: `n_action_steps`, `aggregation` and `ensemble_decay`
+        (vla_ros.policies.chunking.policy_blending)."""
 
 
 def uses_wrist_camera(policy) -> bool:
