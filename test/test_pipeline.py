@@ -29,30 +29,37 @@ SUCCESS_TASK, SUCCESS_INSTRUCTION = {"task": "close_gripper"}, "close the grippe
 MOVING_TASK, MOVING_INSTRUCTION = {"task": "pick", "object": "red cube"}, "pick up the red cube"
 
 
-def start_graph(ros_node, tmp_path, task: dict, speech: bool = False):
-    """Starts bringup's simulated graph (as `vla-ros up` plans it, the debug view left out to
-    spare the 2 cores) with the simulator on `task`; returns a probe once the policy node is up."""
-    assert SHIPPED_CHECKPOINT.is_file(), f"the shipped checkpoint is missing: {SHIPPED_CHECKPOINT}"
-    graph = start_sim_graph(tmp_path / "graph", seed=SEED, task=task, speech=speech, leave_out=("debug_view_node",))
-    probe = {"task": [], "status": [], "safety": [], "commands": [], "states": [], "graph": graph}
-    ros_node.create_subscription(TaskStatus, "/sim/task", probe["task"].append, qos.RELIABLE)
-    ros_node.create_subscription(PolicyStatus, "/vla/status", probe["status"].append, qos.RELIABLE)
-    ros_node.create_subscription(SafetyStatus, "/safety/status", probe["safety"].append, qos.RELIABLE)
-    ros_node.create_subscription(JointState, "/joint_commands", probe["commands"].append, qos.RELIABLE)
-    ros_node.create_subscription(JointState, "/joint_states", probe["states"].append, qos.SENSOR)
-    probe["voice"] = ros_node.create_publisher(String, "/voice_command", qos.RELIABLE)
-    probe["audio"] = ros_node.create_publisher(AudioData, "/speech/audio", qos.AUDIO)
-    logs = lambda: "\n".join(f"--- {node.log_path.name}\n{log_tail(node.log_path)}" for node in graph.nodes)  # noqa: E731
-    ready = lambda: (probe["status"] and probe["task"] and probe["states"]  # noqa: E731
-                     and probe["voice"].get_subscription_count() > 0
-                     and (not speech or probe["audio"].get_subscription_count() > 0))
-    try:
-        assert spin_until(ros_node, ready, STARTUP_TIMEOUT), logs()
-    except AssertionError:
-        graph.stop()
-        raise
-    probe["logs"] = logs
-    return probe
+@pytest.fixture
+def start_graph(ros_node, tmp_path):
+    """start_graph(task, speech=False) starts bringup's simulated graph (as `vla-ros up` plans it,
+    the debug view left out to spare the 2 cores) with the simulator on `task`; returns a probe
+    once the policy node is up. Every graph is stopped at the end of the test, failed or not."""
+    started = []
+
+    def start(task: dict, speech: bool = False) -> dict:
+        assert SHIPPED_CHECKPOINT.is_file(), f"the shipped checkpoint is missing: {SHIPPED_CHECKPOINT}"
+        graph = start_sim_graph(tmp_path / f"graph-{len(started)}", seed=SEED, task=task, speech=speech,
+                                leave_out=("debug_view_node",))
+        started.append(graph)
+        probe = {"task": [], "status": [], "safety": [], "commands": [], "states": [], "graph": graph}
+        ros_node.create_subscription(TaskStatus, "/sim/task", probe["task"].append, qos.RELIABLE)
+        ros_node.create_subscription(PolicyStatus, "/vla/status", probe["status"].append, qos.RELIABLE)
+        ros_node.create_subscription(SafetyStatus, "/safety/status", probe["safety"].append, qos.RELIABLE)
+        ros_node.create_subscription(JointState, "/joint_commands", probe["commands"].append, qos.RELIABLE)
+        ros_node.create_subscription(JointState, "/joint_states", probe["states"].append, qos.SENSOR)
+        probe["voice"] = ros_node.create_publisher(String, "/voice_command", qos.RELIABLE)
+        probe["audio"] = ros_node.create_publisher(AudioData, "/speech/audio", qos.AUDIO)
+        probe["logs"] = lambda: "\n".join(f"--- {node.log_path.name}\n{log_tail(node.log_path)}"
+                                          for node in graph.nodes)
+        ready = lambda: (probe["status"] and probe["task"] and probe["states"]  # noqa: E731
+                         and probe["voice"].get_subscription_count() > 0
+                         and (not speech or probe["audio"].get_subscription_count() > 0))
+        assert spin_until(ros_node, ready, STARTUP_TIMEOUT), probe["logs"]()
+        return probe
+
+    yield start
+    for graph in started:
+        graph.stop()  # a no-op for a graph the test stopped itself
 
 
 def stop_graph(probe):
@@ -65,8 +72,8 @@ def _positions(state: JointState) -> np.ndarray:
     return np.array([named[name] for name in arm.COMMANDED_JOINTS])
 
 
-def test_a_typed_instruction_ends_in_task_success(ros_node, tmp_path):
-    graph = start_graph(ros_node, tmp_path, SUCCESS_TASK)
+def test_a_typed_instruction_ends_in_task_success(ros_node, start_graph):
+    graph = start_graph(SUCCESS_TASK)
     graph["voice"].publish(String(data=SUCCESS_INSTRUCTION))
     sent = time.monotonic()
     assert spin_until(ros_node, lambda: graph["task"] and graph["task"][-1].success, 40.0), graph["logs"]()
@@ -79,8 +86,8 @@ def test_a_typed_instruction_ends_in_task_success(ros_node, tmp_path):
 
 
 @pytest.mark.skipif(not synth.espeak_available(), reason="espeak-ng is not installed (scripts/setup_env.sh installs it)")
-def test_a_spoken_instruction_ends_in_task_success(ros_node, tmp_path):
-    graph = start_graph(ros_node, tmp_path, SUCCESS_TASK, speech=True)
+def test_a_spoken_instruction_ends_in_task_success(ros_node, start_graph):
+    graph = start_graph(SUCCESS_TASK, speech=True)
     samples, rate = _clip(SUCCESS_INSTRUCTION)
     data, block = samples.tobytes(), int(rate * 0.1) * 2  # 100 ms blocks of 16-bit mono
     for offset in range(0, len(data), block):
@@ -93,8 +100,8 @@ def test_a_spoken_instruction_ends_in_task_success(ros_node, tmp_path):
     stop_graph(graph)
 
 
-def test_a_typed_stop_mid_task_holds_the_arm(ros_node, tmp_path):
-    graph = start_graph(ros_node, tmp_path, MOVING_TASK)
+def test_a_typed_stop_mid_task_holds_the_arm(ros_node, start_graph):
+    graph = start_graph(MOVING_TASK)
     graph["voice"].publish(String(data=MOVING_INSTRUCTION))
     start = _positions(graph["states"][-1]) if graph["states"] else None
     assert spin_until(ros_node, lambda: graph["status"][-1].state == PolicyStatus.RUNNING, 20.0), graph["logs"]()
@@ -112,8 +119,8 @@ def test_a_typed_stop_mid_task_holds_the_arm(ros_node, tmp_path):
     stop_graph(graph)
 
 
-def test_killing_the_policy_node_mid_motion_holds_the_arm(ros_node, tmp_path):
-    graph = start_graph(ros_node, tmp_path, MOVING_TASK)
+def test_killing_the_policy_node_mid_motion_holds_the_arm(ros_node, start_graph):
+    graph = start_graph(MOVING_TASK)
     graph["voice"].publish(String(data=MOVING_INSTRUCTION))
     assert spin_until(ros_node, lambda: graph["status"][-1].state == PolicyStatus.RUNNING, 20.0), graph["logs"]()
     # Kill while the commands move (0.01 rad in their last 0.1 s): the policy slows near its
