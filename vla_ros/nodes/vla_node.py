@@ -160,10 +160,10 @@ class VlaNode(Node):
         self.loop.on_chunk = self._on_chunk
         self.create_timer(0.5, self._publish_status)
         self._diagnostics = Diagnostics(self, self._diagnostic_checks)
+        blending = self.loop.aggregation + (f" (decay {ensemble_decay:g})" if self.loop.aggregation == "ensemble" else "")
         self.get_logger().info(f"{p.backend} policy loaded ({p.checkpoint or 'shipped checkpoint'}), "
                                f"first inference {warm_up_seconds:.2f} s; "
-                               f"{n_action_steps or 1} step(s) per chunk, {self.loop.aggregation} aggregation"
-                               + (f" (decay {ensemble_decay:g})" if self.loop.aggregation == "ensemble" else "") + ", "
+                               f"{n_action_steps or 1} step(s) per chunk, {blending} aggregation, "
                                f"targets at {p.control_rate} Hz"
                                + (f"; it uses the hand camera ({WRIST_IMAGE_TOPIC})" if self._uses_wrist_camera else ""))
 
