@@ -362,6 +362,42 @@ def test_a_grounded_config_trains_its_grounding_head_and_fine_tunes_from_an_ungr
                                   reloaded.predict_chunk(image, arm.home_vector(), "task 0"))
 
 
+def test_the_object_label_holds_until_the_fingers_first_close_and_through_a_push():
+    from vla_ros.policies.builtin.grounding import object_at_start
+
+    fingers = np.array([0.04, 0.04, 0.03, 0.021, 0.04, 0.04])
+    assert object_at_start(fingers, {"task": "pick"}).tolist() == [True, True, False, False, False, False]
+    assert object_at_start(fingers, {"task": "push"}).all()
+
+
+def test_named_keypoints_need_phrases_train_their_grounding_and_fine_tune_from_a_policy_without_them(tmp_path, language):
+    with pytest.raises(ValueError, match="named_keypoints needs language_phrases"):
+        replace(CONFIGS["tiny"], named_keypoints=True)
+    assert named_config("tcp_named").named_keypoints and named_config("tcp_named").grounding_weight > 0
+    root = tmp_path / "scenes"
+    write_info(root, fps=10.0, image_size=(48, 48))
+    write_shard(root, 0, _scene_episodes(), first_episode_index=0)
+    config = VLAConfig.from_dict({**CONFIGS["tiny"].to_dict(), "steps": 3, "language_phrases": True})
+    plain = train(root, config, tmp_path / "plain.pt", progress=False, val_fraction=0.5)
+    image = np.random.default_rng(3).integers(0, 255, (48, 48, 3), dtype=np.uint8)
+    named = replace(config, named_keypoints=True, grounding_weight=1.0)
+    # At learning rate 0 the added trunk inputs keep their zero weights: the actions are the initial policy's.
+    start = train(root, replace(named, steps=1, learning_rate=0.0), tmp_path / "start.pt", init=plain, progress=False,
+                  val_fraction=0.5)
+    np.testing.assert_allclose(start.predict_chunk(image, arm.home_vector(), "task 3"),
+                               plain.predict_chunk(image, arm.home_vector(), "task 3"), atol=1e-6)
+    tuned = train(root, named, tmp_path / "tuned.pt", init=plain, progress=False, val_fraction=0.5)
+    errors = tuned.metadata["history"]["val_grounding_error_m"]
+    assert errors and all(np.isfinite(e) and e > 0 for _, e in errors)
+    reloaded = BuiltinPolicy.load(tmp_path / "tuned.pt", language=language)
+    assert reloaded.config.named_keypoints
+    np.testing.assert_array_equal(tuned.predict_chunk(image, arm.home_vector(), "task 3"),
+                                  reloaded.predict_chunk(image, arm.home_vector(), "task 3"))
+    # The other way round, a policy with named keypoints cannot seed one without them.
+    with pytest.raises(ValueError, match="architecture does not match"):
+        train(root, config, tmp_path / "wrong.pt", init=tuned, progress=False, val_fraction=0.5)
+
+
 def test_vision_pretraining_learns_where_objects_are_and_freezing_keeps_it(tmp_path, language):
     # Real renders of the simulated table; tiny sizes so it stays a few seconds.
     config = replace(CONFIGS["tiny"], steps=2, vision_pretrain_scenes=200, vision_pretrain_steps=600,

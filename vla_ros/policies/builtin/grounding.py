@@ -12,6 +12,8 @@ import numpy as np
 
 # Per frame: object x, y, target x, y (m, world frame); the mask says which exist.
 GROUNDING_DIM = 4
+# Fingers (m) below this have started to close: a lifted object is no longer where it started.
+FINGERS_CLOSING = 0.035
 
 
 def episode_grounding(world, seed: int, task: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -42,3 +44,12 @@ def dataset_grounding(episodes: list[dict]) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros((0, GROUNDING_DIM), np.float32), np.zeros((0, GROUNDING_DIM), np.float32)
     positions, masks = zip(*rows)
     return np.stack(positions), np.stack(masks)
+
+
+def object_at_start(fingers: np.ndarray, task: dict) -> np.ndarray:
+    """Per frame of one episode (its finger positions, m): whether the named object is still where
+    it started, as far as the frames tell. Until the fingers first close; for a push throughout
+    (it closes them at once and moves the object only the push's few centimetres)."""
+    if (task or {}).get("task") == "push":
+        return np.ones(len(fingers), bool)
+    return np.cumsum(np.asarray(fingers) < FINGERS_CLOSING) == 0

@@ -23,7 +23,8 @@ class LanguagePooling(nn.Module):
     """Learned-query attention over MiniLM token embeddings -> one instruction vector.
 
     With `phrases` > 1 the tokens come as that many equal runs (LanguageEncoder.encode with phrases),
-    each pooled by its own query; the pooled phrases are joined by the output layer.
+    each pooled by its own query; the pooled phrases are joined by the output layer. Returns
+    (the instruction vector (B, D), the pooled phrases (B, P, D)).
     """
 
     def __init__(self, dim: int, phrases: int = 1):
@@ -35,7 +36,7 @@ class LanguagePooling(nn.Module):
         self.query = nn.Parameter(torch.randn(shape) / math.sqrt(dim))
         self.out = nn.Sequential(nn.LayerNorm(phrases * dim), nn.Linear(phrases * dim, dim), nn.GELU())
 
-    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, t, _ = tokens.shape
         keys = self.project(tokens)  # (B, T, D)
         runs = keys.view(b, self.phrases, t // self.phrases, -1)  # (B, P, T/P, D)
@@ -43,7 +44,8 @@ class LanguagePooling(nn.Module):
         scores = torch.einsum("bptd,pd->bpt", runs, query) / math.sqrt(keys.shape[-1])
         scores = scores.masked_fill(~mask.view(b, self.phrases, -1), float("-inf"))
         weights = torch.softmax(scores, dim=-1).unsqueeze(-1)
-        return self.out((weights * runs).sum(dim=2).flatten(1))
+        pooled = (weights * runs).sum(dim=2)  # (B, P, D)
+        return self.out(pooled.flatten(1)), pooled
 
 
 class SpatialSoftmax(nn.Module):
@@ -62,6 +64,31 @@ class SpatialSoftmax(nn.Module):
         x = (attention.sum(dim=2) * xs).sum(dim=-1)
         y = (attention.sum(dim=3) * ys).sum(dim=-1)
         return torch.cat([x, y], dim=1)  # (B, 2K)
+
+
+class NamedKeypoints(nn.Module):
+    """Where the object phrase's and the target phrase's object are in a feature map: each phrase
+    asks every position with a query made from its words; softmax over positions, expected
+    image (x, y). (B, C, H, W) + pooled phrases (B, P, D) -> (B, 4): object x, y, target x, y,
+    the layout of grounding.GROUNDING_DIM. An empty phrase (no target) gives some point; the
+    trunk learns to ignore it from the action phrase."""
+
+    NAMED = (PHRASES.index("object"), PHRASES.index("target"))
+
+    def __init__(self, channels: int, language_dim: int):
+        super().__init__()
+        self.to_query = nn.Linear(language_dim, channels)
+
+    def forward(self, features: torch.Tensor, phrases: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = features.shape
+        query = self.to_query(phrases[:, self.NAMED])  # (B, 2, C)
+        scores = torch.einsum("bchw,bnc->bnhw", features, query) / math.sqrt(c)
+        attention = torch.softmax(scores.flatten(2), dim=-1).view(b, -1, h, w)
+        ys = torch.linspace(-1.0, 1.0, h, device=features.device)
+        xs = torch.linspace(-1.0, 1.0, w, device=features.device)
+        x = (attention.sum(dim=2) * xs).sum(dim=-1)
+        y = (attention.sum(dim=3) * ys).sum(dim=-1)
+        return torch.stack([x, y], dim=2).flatten(1)
 
 
 class VisionEncoder(nn.Module):
@@ -226,6 +253,9 @@ class VLAModel(nn.Module):
         if config.fusion == "cross_attention":
             self.cross_attention = CrossAttentionFusion(c, d)
             fused_dim += self.cross_attention.out_dim
+        if config.named_keypoints:
+            self.named_keypoints = NamedKeypoints(c, d)
+            fused_dim += GROUNDING_DIM
         self.trunk = nn.Sequential(
             nn.Linear(fused_dim, config.hidden_dim),
             nn.GELU(),
@@ -234,8 +264,11 @@ class VLAModel(nn.Module):
         )
         self.head = HEAD_CLASSES[config.head](config)
         if config.grounding_weight > 0:  # training only: where the named objects are (grounding.py)
-            self.grounding = nn.Sequential(nn.Linear(2 * config.keypoints + d, config.hidden_dim // 2), nn.GELU(),
-                                           nn.Linear(config.hidden_dim // 2, GROUNDING_DIM))
+            if config.named_keypoints:  # image to table coordinates: the points themselves must find the objects
+                self.grounding = nn.Linear(GROUNDING_DIM, GROUNDING_DIM)
+            else:
+                self.grounding = nn.Sequential(nn.Linear(2 * config.keypoints + d, config.hidden_dim // 2), nn.GELU(),
+                                               nn.Linear(config.hidden_dim // 2, GROUNDING_DIM))
 
     def _film_layers(self) -> nn.ModuleList:
         """Instruction -> (scale, shift) of each FiLM-modulated block of a vision encoder."""
@@ -243,12 +276,15 @@ class VLAModel(nn.Module):
                               for i in self.vision.film_blocks])
 
     def encode(self, image, state, tokens, mask, wrist=None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(features for the action head, language-conditioned keypoints + language for the
-        grounding head; None without one, so inference does not build it)."""
-        language = self.language(tokens, mask)
+        """(features for the action head, what the grounding head reads: the named keypoints, or
+        the language-conditioned keypoints + language; None without a grounding head)."""
+        language, phrases = self.language(tokens, mask)
         feature_map = self.vision(image, self._film(self.film if self.config.fusion == "film" else None, language))
         keypoints = self.keypoints(feature_map)
-        scene = torch.cat([keypoints, language], dim=1) if self.config.grounding_weight > 0 else None
+        named = self.named_keypoints(feature_map, phrases) if self.config.named_keypoints else None
+        scene = None
+        if self.config.grounding_weight > 0:
+            scene = named if named is not None else torch.cat([keypoints, language], dim=1)
         parts = [keypoints, state, language]  # (the order the shipped checkpoint was trained with)
         if self.config.fusion == "cross_attention":
             parts.append(self.cross_attention(feature_map, language))
@@ -257,6 +293,8 @@ class VLAModel(nn.Module):
                 raise ValueError("this model was trained with the wrist camera: it needs the wrist image")
             film = self._film(self.wrist_film if self.config.fusion == "film" else None, language)
             parts.append(self.wrist_keypoints(self.wrist_vision(wrist, film)))
+        if named is not None:  # last: a fine-tune that adds them extends the trunk's input (train.py)
+            parts.append(named)
         return self.trunk(torch.cat(parts, dim=1)), scene
 
     @staticmethod

@@ -20,7 +20,7 @@ from vla_ros.camera.preprocess import policy_frame
 from vla_ros.dataset import WRIST_IMAGE, DatasetError, EpisodeDataset
 from vla_ros.policies.builtin.action_space import chunk_offsets
 from vla_ros.policies.builtin.config import VLAConfig
-from vla_ros.policies.builtin.grounding import dataset_grounding
+from vla_ros.policies.builtin.grounding import GROUNDING_DIM, dataset_grounding, object_at_start
 from vla_ros.policies.builtin.language import LanguageEncoder
 from vla_ros.policies.builtin.model import VLAModel
 from vla_ros.policies.builtin.policy import BuiltinPolicy, Normalization, image_tensor
@@ -43,11 +43,13 @@ class TrainingData:
     # Per episode (E, 4): where its named objects were, and which exist (only with grounding_weight > 0)
     grounding: np.ndarray | None = None
     grounding_mask: np.ndarray | None = None
+    object_at_start: np.ndarray | None = None  # (N,) grounding.object_at_start (with grounding)
 
 
 def load_training_data(datasets: list[EpisodeDataset], config: VLAConfig) -> TrainingData:
     """Every frame of `datasets` (e.g. expert demonstrations plus DAgger rollouts) as one training set."""
     states, offsets, instruction_ids, episode_of_frame, kind_of_frame, images, wrist_images = [], [], [], [], [], [], []
+    at_start = []
     instructions: dict[str, int] = {}
     kinds: dict[str, int] = {}
     if config.wrist_camera:
@@ -68,6 +70,7 @@ def load_training_data(datasets: list[EpisodeDataset], config: VLAConfig) -> Tra
         instruction_ids.append(np.full(end - start, instructions.setdefault(text, len(instructions))))
         episode_of_frame.append(np.full(end - start, position))
         kind_of_frame.append(np.full(end - start, kinds.setdefault((episode.get("task") or {}).get("task", "unknown"), len(kinds))))
+        at_start.append(object_at_start(episode_states[:, 7], episode.get("task")))
         if in_memory:
             images.append(_policy_frames(dataset, "observation.image", start, end, config.image_size))
             if config.wrist_camera:
@@ -87,6 +90,7 @@ def load_training_data(datasets: list[EpisodeDataset], config: VLAConfig) -> Tra
         kind_of_frame=np.concatenate(kind_of_frame),
         grounding=grounding[0],
         grounding_mask=grounding[1],
+        object_at_start=np.concatenate(at_start) if config.grounding_weight > 0 else None,
     )
 
 
@@ -144,6 +148,8 @@ class Trainer:
             self.grounding = torch.from_numpy(np.where(mask, (data.grounding - self.grounding_mean) / self.grounding_std, 0.0)
                                               .astype(np.float32))
             self.grounding_mask = torch.from_numpy(data.grounding_mask)
+            # The object's start position is its label only while it is still there.
+            self.object_label = torch.from_numpy(np.repeat(data.object_at_start[:, None], 2, axis=1).astype(np.float32))
         self.step = 0
         self.history: dict[str, list] = {"loss": [], "val_loss": [], "success": []}
 
@@ -166,7 +172,9 @@ class Trainer:
         if self.grounding is None:
             return {"grounding": None, "grounding_mask": None}
         episodes = torch.from_numpy(self.data.episode_of_frame[frames])
-        return {"grounding": self.grounding[episodes], "grounding_mask": self.grounding_mask[episodes]}
+        mask = self.grounding_mask[episodes].clone()
+        mask[:, :2] *= self.object_label[torch.from_numpy(frames)]
+        return {"grounding": self.grounding[episodes], "grounding_mask": mask}
 
     def train_step(self) -> float:
         self.model.train()
@@ -251,6 +259,28 @@ def _load_vision(model: VLAModel, source: BuiltinPolicy) -> None:
             raise ValueError(f"the vision policy's {name} does not match the training config: {err}") from err
 
 
+def _load_initial_weights(model: VLAModel, init: BuiltinPolicy) -> None:
+    """Start `model` from `init`'s weights. Only parts `init` was trained without may start fresh:
+    a grounding head, and named keypoints, whose new trunk inputs start at zero weight so that
+    the fine-tune starts from `init`'s actions."""
+    state = dict(init.model.state_dict())
+    fresh = ("grounding.",)
+    if model.config.named_keypoints and not init.config.named_keypoints:
+        fresh += ("named_keypoints.",)
+        state = {k: v for k, v in state.items() if not k.startswith("grounding.")}  # it read other inputs
+        weight = state.get("trunk.0.weight")
+        if weight is not None:
+            state["trunk.0.weight"] = torch.cat([weight, weight.new_zeros(len(weight), GROUNDING_DIM)], dim=1)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:
+        raise ValueError(f"the initial policy's architecture does not match the training config: {err}") from err
+    unexpected_missing = [k for k in missing if not k.startswith(fresh)]
+    if unexpected_missing or unexpected:
+        raise ValueError("the initial policy's architecture does not match the training config: "
+                         f"missing {unexpected_missing}, unexpected {unexpected}")
+
+
 def train(data_dirs: str | Path | list[str | Path], config: VLAConfig, out: str | Path, *, resume: bool = False,
           init: BuiltinPolicy | None = None, vision_from: BuiltinPolicy | None = None,
           evaluate: Callable[[BuiltinPolicy], float] | None = None, eval_every: int = 0,
@@ -289,16 +319,7 @@ def train(data_dirs: str | Path | list[str | Path], config: VLAConfig, out: str 
         trainer.history["vision_pretrain"] = pretrain_vision(trainer.model, config, progress)
         trainer.history["elapsed"] = trainer.history["vision_pretrain"]["seconds"]  # counted in train_seconds
     elif init is not None:
-        try:
-            missing, _ = trainer.model.load_state_dict(init.model.state_dict(), strict=False)
-        except RuntimeError as err:
-            raise ValueError(f"the initial policy's architecture does not match the training config: {err}") from err
-        # Only a grounding head the initial policy was trained without may start fresh.
-        unexpected_missing = [k for k in missing if not k.startswith("grounding.")]
-        extra = [k for k in init.model.state_dict() if k not in trainer.model.state_dict()]
-        if unexpected_missing or extra:
-            raise ValueError("the initial policy's architecture does not match the training config: "
-                             f"missing {unexpected_missing}, unexpected {extra}")
+        _load_initial_weights(trainer.model, init)
     metadata = {
         "trained_on": {"datasets": [str(Path(d).resolve()) for d in data_dirs], "episodes": num_episodes,
                        "frames": len(data.states), "validation_episodes": int(is_val_episode.sum()),
