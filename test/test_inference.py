@@ -86,14 +86,20 @@ def test_holds_without_instruction_then_ramps_from_the_start_state_to_the_chunk(
     assert policy.instructions == ["pick up the red cube"]
 
 
-def test_asks_again_every_n_action_steps_and_blends_from_the_previous_step(closing):
-    policy = CountingPolicy(chunk_size=4)
-    loop = make_loop(policy, n_action_steps=2)
+def started_on_go_home(closing, policy, **options):
+    """A loop on `policy` (closed at the test's end), told "go home" at t = 0, its first chunk computed."""
+    loop = make_loop(policy, **options)
     closing(loop)
     observe(loop, 0.0)
     loop.start("a", "go home", 0.0)
     loop.tick(0.0)
     assert wait_for(lambda: loop.stats.chunks_computed == 1)
+    return loop
+
+
+def test_asks_again_every_n_action_steps_and_blends_from_the_previous_step(closing):
+    policy = CountingPolicy(chunk_size=4)
+    loop = started_on_go_home(closing, policy, n_action_steps=2)
     observe(loop, 0.1)
     target, _ = loop.tick(0.1)  # step 1: row 1 of chunk 1 (= 2), no new request
     np.testing.assert_allclose(target.positions, 1.5)  # halfway from row 0 (1) to row 1 (2)
@@ -110,13 +116,8 @@ def test_asks_again_every_n_action_steps_and_blends_from_the_previous_step(closi
 
 
 def test_ensemble_mode_blends_overlapping_chunks_with_the_given_decay(closing):
-    policy = CountingPolicy(chunk_size=4)
-    loop = make_loop(policy, n_action_steps=2, aggregation="ensemble", ensemble_decay=1.0)
-    closing(loop)
-    observe(loop, 0.0)
-    loop.start("a", "go home", 0.0)
-    loop.tick(0.0)
-    assert wait_for(lambda: loop.stats.chunks_computed == 1)
+    loop = started_on_go_home(closing, CountingPolicy(chunk_size=4), n_action_steps=2, aggregation="ensemble",
+                              ensemble_decay=1.0)
     observe(loop, 0.2)
     loop.tick(0.2)  # step 2: chunk 2 is due
     assert wait_for(lambda: loop.stats.chunks_computed == 2)
