@@ -56,14 +56,18 @@ class SpatialSoftmax(nn.Module):
         self.to_keypoints = nn.Conv2d(in_channels, keypoints, 1)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        maps = self.to_keypoints(features)
-        b, k, h, w = maps.shape
-        attention = torch.softmax(maps.flatten(2), dim=-1).view(b, k, h, w)
-        ys = torch.linspace(-1.0, 1.0, h, device=maps.device)
-        xs = torch.linspace(-1.0, 1.0, w, device=maps.device)
-        x = (attention.sum(dim=2) * xs).sum(dim=-1)
-        y = (attention.sum(dim=3) * ys).sum(dim=-1)
+        x, y = expected_coordinates(self.to_keypoints(features))
         return torch.cat([x, y], dim=1)  # (B, 2K)
+
+
+def expected_coordinates(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, K, H, W) scores -> the expected image x and y, each (B, K) in [-1, 1], under a
+    softmax over each map's positions."""
+    b, k, h, w = scores.shape
+    attention = torch.softmax(scores.flatten(2), dim=-1).view(b, k, h, w)
+    ys = torch.linspace(-1.0, 1.0, h, device=scores.device)
+    xs = torch.linspace(-1.0, 1.0, w, device=scores.device)
+    return (attention.sum(dim=2) * xs).sum(dim=-1), (attention.sum(dim=3) * ys).sum(dim=-1)
 
 
 class NamedKeypoints(nn.Module):
@@ -80,14 +84,9 @@ class NamedKeypoints(nn.Module):
         self.to_query = nn.Linear(language_dim, channels)
 
     def forward(self, features: torch.Tensor, phrases: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = features.shape
         query = self.to_query(phrases[:, self.NAMED])  # (B, 2, C)
-        scores = torch.einsum("bchw,bnc->bnhw", features, query) / math.sqrt(c)
-        attention = torch.softmax(scores.flatten(2), dim=-1).view(b, -1, h, w)
-        ys = torch.linspace(-1.0, 1.0, h, device=features.device)
-        xs = torch.linspace(-1.0, 1.0, w, device=features.device)
-        x = (attention.sum(dim=2) * xs).sum(dim=-1)
-        y = (attention.sum(dim=3) * ys).sum(dim=-1)
+        scores = torch.einsum("bchw,bnc->bnhw", features, query) / math.sqrt(features.shape[1])
+        x, y = expected_coordinates(scores)
         return torch.stack([x, y], dim=2).flatten(1)
 
 
