@@ -370,32 +370,56 @@ def test_the_object_label_holds_until_the_fingers_first_close_and_through_a_push
     assert object_at_start(fingers, {"task": "push"}).all()
 
 
-def test_named_keypoints_need_phrases_train_their_grounding_and_fine_tune_from_a_policy_without_them(tmp_path, language):
-    with pytest.raises(ValueError, match="named_keypoints needs language_phrases"):
-        replace(CONFIGS["tiny"], named_keypoints=True)
-    assert named_config("tcp_named").named_keypoints and named_config("tcp_named").grounding_weight > 0
+def test_named_positions_are_pretrained_on_rendered_scenes_frozen_and_added_to_a_fine_tune(tmp_path, language):
+    with pytest.raises(ValueError, match="named_positions needs language_phrases"):
+        replace(CONFIGS["tiny"], named_positions=True, freeze_vision=True)
+    with pytest.raises(ValueError, match="and freeze_vision"):
+        replace(CONFIGS["tiny"], named_positions=True, language_phrases=True)
+    assert named_config("tcp_named").named_positions
     root = tmp_path / "scenes"
     write_info(root, fps=10.0, image_size=(48, 48))
     write_shard(root, 0, _scene_episodes(), first_episode_index=0)
-    config = VLAConfig.from_dict({**CONFIGS["tiny"].to_dict(), "steps": 3, "language_phrases": True})
+    config = VLAConfig.from_dict({**CONFIGS["tiny"].to_dict(), "steps": 3, "language_phrases": True,
+                                  "freeze_vision": True, "named_pretrain_scenes": 40, "named_pretrain_steps": 100})
     plain = train(root, config, tmp_path / "plain.pt", progress=False, val_fraction=0.5)
     image = np.random.default_rng(3).integers(0, 255, (48, 48, 3), dtype=np.uint8)
-    named = replace(config, named_keypoints=True, grounding_weight=1.0)
+    named = replace(config, named_positions=True)
     # At learning rate 0 the added trunk inputs keep their zero weights: the actions are the initial policy's.
     start = train(root, replace(named, steps=1, learning_rate=0.0), tmp_path / "start.pt", init=plain, progress=False,
                   val_fraction=0.5)
-    np.testing.assert_allclose(start.predict_chunk(image, arm.home_vector(), "task 3"),
-                               plain.predict_chunk(image, arm.home_vector(), "task 3"), atol=1e-6)
-    tuned = train(root, named, tmp_path / "tuned.pt", init=plain, progress=False, val_fraction=0.5)
-    errors = tuned.metadata["history"]["val_grounding_error_m"]
-    assert errors and all(np.isfinite(e) and e > 0 for _, e in errors)
+    np.testing.assert_allclose(start.predict_chunk(image, arm.home_vector(), "stack the green cube on the yellow cylinder"),
+                               plain.predict_chunk(image, arm.home_vector(), "stack the green cube on the yellow cylinder"),
+                               atol=1e-6)
+    measured = start.metadata["history"]["named_pretrain"]
+    assert measured["scenes"] == 40 and np.isfinite(measured["error_m"]), measured
+    # Behaviour cloning leaves the pretrained locator as it was (the same seed pretrains it the same).
+    tuned = train(root, replace(named, learning_rate=1e-2), tmp_path / "tuned.pt", init=plain, progress=False,
+                  val_fraction=0.5)
+    for (name, a), b in zip(start.model.named_positions.state_dict().items(),
+                            tuned.model.named_positions.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+    assert not torch.equal(start.model.trunk[0].weight, tuned.model.trunk[0].weight)
     reloaded = BuiltinPolicy.load(tmp_path / "tuned.pt", language=language)
-    assert reloaded.config.named_keypoints
-    np.testing.assert_array_equal(tuned.predict_chunk(image, arm.home_vector(), "task 3"),
-                                  reloaded.predict_chunk(image, arm.home_vector(), "task 3"))
-    # The other way round, a policy with named keypoints cannot seed one without them.
+    assert reloaded.config.named_positions
+    np.testing.assert_array_equal(tuned.predict_chunk(image, arm.home_vector(), "pick up the red cube"),
+                                  reloaded.predict_chunk(image, arm.home_vector(), "pick up the red cube"))
+    # The other way round, a policy with named positions cannot seed one without them.
     with pytest.raises(ValueError, match="architecture does not match"):
         train(root, config, tmp_path / "wrong.pt", init=tuned, progress=False, val_fraction=0.5)
+
+
+def test_named_positions_learn_where_a_named_object_is_from_the_shipped_vision(language):
+    from vla_ros.policies.builtin.model import VLAModel
+    from vla_ros.policies.builtin.policy import SHIPPED_CHECKPOINT
+    from vla_ros.policies.builtin.vision_pretrain import pretrain_named_positions
+
+    shipped = BuiltinPolicy.load(SHIPPED_CHECKPOINT, language=language)
+    config = replace(shipped.config, named_positions=True, named_pretrain_scenes=300, named_pretrain_steps=400)
+    model = VLAModel(config)
+    for part in ("vision", "keypoints"):
+        getattr(model, part).load_state_dict(getattr(shipped.model, part).state_dict())
+    measured = pretrain_named_positions(model, config, language, progress=False)
+    assert measured["error_m"] < 0.5 * measured["mean_position_error_m"], measured
 
 
 def test_vision_pretraining_learns_where_objects_are_and_freezing_keeps_it(tmp_path, language):

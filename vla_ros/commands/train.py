@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", metavar="CHECKPOINT",
                         help="fine-tune: start from this checkpoint's weights and normalisation ('builtin' = the "
                         "shipped one); its config is used, with --steps/--seed/--learning-rate/--grounding-weight/"
-                        "--balance-tasks/--named-keypoints applied")
+                        "--balance-tasks/--named-positions applied")
     parser.add_argument("--vision-from", metavar="CHECKPOINT",
                         help="take only the vision encoder and keypoints from this checkpoint ('builtin' = the "
                         "shipped one), skip vision pretraining, train the rest of --config afresh (compares heads "
@@ -32,10 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grounding-weight", type=float, metavar="W",
                         help="weight of the auxiliary loss on where the named objects are (0: off; default: "
                         "the config's; docs/POLICY.md)")
-    parser.add_argument("--named-keypoints", action="store_true",
-                        help="add the named keypoints (where the object and target phrases' objects are; needs a "
-                        "phrases config; default: the config's; docs/POLICY.md); an --init checkpoint without them "
-                        "starts them fresh, at zero weight in its trunk")
+    parser.add_argument("--named-positions", action="store_true",
+                        help="give the policy where the instruction's object and target are on the table (needs a "
+                        "phrases config; default: the config's; docs/POLICY.md); their locator is trained on rendered "
+                        "scenes first, and an --init checkpoint without them starts them at zero weight in its trunk")
     parser.add_argument("--balance-tasks", action="store_true",
                         help="draw every task kind equally often (default: the config's; docs/POLICY.md)")
     parser.add_argument("--train-vision", action="store_true",
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
                                        ("learning_rate", args.learning_rate),
                                        ("grounding_weight", args.grounding_weight),
                                        ("balance_tasks", args.balance_tasks or None),
-                                       ("named_keypoints", args.named_keypoints or None),
+                                       ("named_positions", args.named_positions or None),
                                        ("freeze_vision", False if args.train_vision else None)) if v is not None}
         config = replace(config, **overrides)
     except (ValueError, LanguageEncoderError) as err:

@@ -26,10 +26,13 @@ class VLAConfig:
     # instruction_phrases), each pooled by its own query: "yellow cube" then reads the same
     # whether it is to be pushed or picked, which unseen compositions ask for.
     language_phrases: bool = False
-    # Find the object phrase's and the target phrase's object in the scene image by attention
-    # (model.NamedKeypoints) and give the trunk their image (x, y); with grounding_weight > 0
-    # the grounding loss trains those points to be the named objects. Needs language_phrases.
-    named_keypoints: bool = False
+    # Give the trunk where on the table the object and target phrases' objects are
+    # (model.NamedPositions), located from the frozen vision by an MLP first trained on
+    # named_pretrain_scenes freshly rendered scenes for named_pretrain_steps (vision_pretrain.py).
+    # Needs language_phrases and freeze_vision.
+    named_positions: bool = False
+    named_pretrain_scenes: int = 8000
+    named_pretrain_steps: int = 6000
     # Read a new phrasing as the trained instruction it means (language.InstructionMatcher)
     match_instructions: bool = True
     # Vision: a small CNN trained from scratch, spatial-softmax keypoints
@@ -93,8 +96,12 @@ class VLAConfig:
             raise ValueError(f"aggregation must be one of {AGGREGATION_MODES}, got {self.aggregation!r}")
         if not self.temporal_ensemble_decay >= 0:
             raise ValueError(f"temporal_ensemble_decay must be >= 0, got {self.temporal_ensemble_decay}")
-        if self.named_keypoints and not self.language_phrases:
-            raise ValueError("named_keypoints needs language_phrases (the object and target phrases apart)")
+        if self.named_positions and not (self.language_phrases and self.freeze_vision):
+            raise ValueError("named_positions needs language_phrases (the object and target phrases apart) and "
+                             "freeze_vision (it reads the vision as it was when its locator was trained)")
+        if self.named_positions and (self.named_pretrain_scenes < 2 or self.named_pretrain_steps < 1):
+            raise ValueError("named_positions needs named_pretrain_scenes >= 2 and named_pretrain_steps >= 1 "
+                             f"(got {self.named_pretrain_scenes}, {self.named_pretrain_steps})")
         if not self.grounding_weight >= 0:
             raise ValueError(f"grounding_weight must be >= 0, got {self.grounding_weight}")
         if self.vision_pretrain_steps < 0 or (self.vision_pretrain_steps > 0 and self.vision_pretrain_scenes < 2):
@@ -148,8 +155,8 @@ CONFIGS: dict[str, VLAConfig] = {
     "tcp_wrist": replace(TCP, wrist_camera=True),
     # As tcp_wrist, with the action, object and target phrases of an instruction encoded apart.
     "tcp_phrases": replace(TCP, wrist_camera=True, language_phrases=True),
-    # As tcp_phrases, plus where the named object and target are, trained by the grounding loss.
-    "tcp_named": replace(TCP, wrist_camera=True, language_phrases=True, named_keypoints=True, grounding_weight=1.0),
+    # As tcp_phrases, plus where on the table the named object and target are.
+    "tcp_named": replace(TCP, wrist_camera=True, language_phrases=True, named_positions=True),
     # For tests and smoke runs: small and fast.
     "tiny": replace(DEFAULT, image_size=48, channels=(8, 16, 16, 16), keypoints=8, hidden_dim=64, language_dim=32,
                     chunk_size=4, lead_steps=2, steps=200, batch_size=16, learning_rate=1e-3),

@@ -3,7 +3,8 @@
 Inputs are already normalised (see policy.py): images in [0, 1], state and action
 offsets standardised with the dataset's statistics. With config.wrist_camera the
 hand camera's image goes through a second CNN of the same shape, keypoints of
-both images go to the trunk. All heads predict a chunk of
+both images go to the trunk. With config.named_positions the table (x, y) of the objects
+the instruction's object and target phrases name join them (NamedPositions). All heads predict a chunk of
 `chunk_size` x `action_dim` normalised offsets.
 """
 from __future__ import annotations
@@ -23,8 +24,7 @@ class LanguagePooling(nn.Module):
     """Learned-query attention over MiniLM token embeddings -> one instruction vector.
 
     With `phrases` > 1 the tokens come as that many equal runs (LanguageEncoder.encode with phrases),
-    each pooled by its own query; the pooled phrases are joined by the output layer. Returns
-    (the instruction vector (B, D), the pooled phrases (B, P, D)).
+    each pooled by its own query; the pooled phrases are joined by the output layer.
     """
 
     def __init__(self, dim: int, phrases: int = 1):
@@ -36,7 +36,7 @@ class LanguagePooling(nn.Module):
         self.query = nn.Parameter(torch.randn(shape) / math.sqrt(dim))
         self.out = nn.Sequential(nn.LayerNorm(phrases * dim), nn.Linear(phrases * dim, dim), nn.GELU())
 
-    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, t, _ = tokens.shape
         keys = self.project(tokens)  # (B, T, D)
         runs = keys.view(b, self.phrases, t // self.phrases, -1)  # (B, P, T/P, D)
@@ -44,8 +44,7 @@ class LanguagePooling(nn.Module):
         scores = torch.einsum("bptd,pd->bpt", runs, query) / math.sqrt(keys.shape[-1])
         scores = scores.masked_fill(~mask.view(b, self.phrases, -1), float("-inf"))
         weights = torch.softmax(scores, dim=-1).unsqueeze(-1)
-        pooled = (weights * runs).sum(dim=2)  # (B, P, D)
-        return self.out(pooled.flatten(1)), pooled
+        return self.out((weights * runs).sum(dim=2).flatten(1))
 
 
 class SpatialSoftmax(nn.Module):
@@ -56,38 +55,44 @@ class SpatialSoftmax(nn.Module):
         self.to_keypoints = nn.Conv2d(in_channels, keypoints, 1)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        x, y = expected_coordinates(self.to_keypoints(features))
+        maps = self.to_keypoints(features)
+        b, k, h, w = maps.shape
+        attention = torch.softmax(maps.flatten(2), dim=-1).view(b, k, h, w)
+        ys = torch.linspace(-1.0, 1.0, h, device=maps.device)
+        xs = torch.linspace(-1.0, 1.0, w, device=maps.device)
+        x = (attention.sum(dim=2) * xs).sum(dim=-1)
+        y = (attention.sum(dim=3) * ys).sum(dim=-1)
         return torch.cat([x, y], dim=1)  # (B, 2K)
 
 
-def expected_coordinates(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, K, H, W) scores -> the expected image x and y, each (B, K) in [-1, 1], under a
-    softmax over each map's positions."""
-    b, k, h, w = scores.shape
-    attention = torch.softmax(scores.flatten(2), dim=-1).view(b, k, h, w)
-    ys = torch.linspace(-1.0, 1.0, h, device=scores.device)
-    xs = torch.linspace(-1.0, 1.0, w, device=scores.device)
-    return (attention.sum(dim=2) * xs).sum(dim=-1), (attention.sum(dim=3) * ys).sum(dim=-1)
-
-
-class NamedKeypoints(nn.Module):
-    """Where the object phrase's and the target phrase's object are in a feature map: each phrase
-    asks every position with a query made from its words; softmax over positions, expected
-    image (x, y). (B, C, H, W) + pooled phrases (B, P, D) -> (B, 4): object x, y, target x, y,
-    the layout of grounding.GROUNDING_DIM. An empty phrase (no target) gives some point; the
-    trunk learns to ignore it from the action phrase."""
+class NamedPositions(nn.Module):
+    """Where on the table the object and the target phrase's objects are: an MLP from the scene
+    keypoints of the vision without FiLM (what vision pretraining taught to locate objects)
+    and a phrase's mean MiniLM token embedding to that object's (x, y). Trained on freshly
+    rendered scenes before behaviour cloning (vision_pretrain.pretrain_named_positions), then
+    frozen. (B, 2K) keypoints + (B, P * T, 384) phrase tokens and mask -> (B, 4): object x, y,
+    target x, y, standardised (x 0.2 m + `mean`: metres). An empty phrase (no target) reads
+    as a zero embedding; the trunk learns to ignore its answer from the action phrase."""
 
     NAMED = (PHRASES.index("object"), PHRASES.index("target"))
+    SCALE = 0.2  # m: the table's scale
 
-    def __init__(self, channels: int, language_dim: int):
+    def __init__(self, keypoint_dim: int, hidden: int = 256):
         super().__init__()
-        self.to_query = nn.Linear(language_dim, channels)
+        self.net = nn.Sequential(nn.Linear(keypoint_dim + EMBEDDING_DIM, hidden), nn.GELU(),
+                                 nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, 2))
+        self.register_buffer("mean", torch.zeros(2))
 
-    def forward(self, features: torch.Tensor, phrases: torch.Tensor) -> torch.Tensor:
-        query = self.to_query(phrases[:, self.NAMED])  # (B, 2, C)
-        scores = torch.einsum("bchw,bnc->bnhw", features, query) / math.sqrt(features.shape[1])
-        x, y = expected_coordinates(scores)
-        return torch.stack([x, y], dim=2).flatten(1)
+    def locate(self, keypoints: torch.Tensor, phrase: torch.Tensor) -> torch.Tensor:
+        """(B, 2K) keypoints, (B, 384) phrase embeddings -> (B, 2) standardised (x, y)."""
+        return self.net(torch.cat([keypoints, phrase], dim=1))
+
+    def forward(self, keypoints: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b = len(tokens)
+        runs = tokens.view(b, len(PHRASES), -1, EMBEDDING_DIM)[:, self.NAMED]  # (B, 2, T, 384)
+        weights = mask.view(b, len(PHRASES), -1)[:, self.NAMED].float().unsqueeze(-1)
+        phrases = (runs * weights).sum(dim=2) / weights.sum(dim=2).clamp(min=1.0)
+        return torch.cat([self.locate(keypoints, phrases[:, i]) for i in range(len(self.NAMED))], dim=1)
 
 
 class VisionEncoder(nn.Module):
@@ -109,13 +114,14 @@ class VisionEncoder(nn.Module):
         self.out_channels = c[3]
 
     def forward(self, image: torch.Tensor, film: list[tuple[torch.Tensor, torch.Tensor]] | None) -> torch.Tensor:
+        """With `film` None the modulated blocks are left as they are (FiLM's identity)."""
         b, _, h, w = image.shape
         ys = torch.linspace(-1.0, 1.0, h, device=image.device).view(1, 1, h, 1).expand(b, 1, h, w)
         xs = torch.linspace(-1.0, 1.0, w, device=image.device).view(1, 1, 1, w).expand(b, 1, h, w)
         x = torch.cat([image, xs, ys], dim=1)
         for i, (conv, norm) in enumerate(zip(self.blocks, self.norms)):
             x = norm(conv(x))
-            if i in self.film_blocks:
+            if film is not None and i in self.film_blocks:
                 gamma, beta = film[self.film_blocks.index(i)]
                 x = x * (1.0 + gamma[:, :, None, None]) + beta[:, :, None, None]
             x = F.relu(x)
@@ -225,6 +231,8 @@ class FlowHead(nn.Module):
         return x.view(-1, *self.shape)
 
 
+NAMED_DIM = 4  # NamedPositions: object x, y, target x, y
+
 HEAD_CLASSES = {"continuous": ContinuousHead, "tokens": TokenHead, "flow": FlowHead}
 
 
@@ -252,9 +260,9 @@ class VLAModel(nn.Module):
         if config.fusion == "cross_attention":
             self.cross_attention = CrossAttentionFusion(c, d)
             fused_dim += self.cross_attention.out_dim
-        if config.named_keypoints:
-            self.named_keypoints = NamedKeypoints(c, d)
-            fused_dim += GROUNDING_DIM
+        if config.named_positions:
+            self.named_positions = NamedPositions(2 * config.keypoints)
+            fused_dim += NAMED_DIM
         self.trunk = nn.Sequential(
             nn.Linear(fused_dim, config.hidden_dim),
             nn.GELU(),
@@ -263,11 +271,8 @@ class VLAModel(nn.Module):
         )
         self.head = HEAD_CLASSES[config.head](config)
         if config.grounding_weight > 0:  # training only: where the named objects are (grounding.py)
-            if config.named_keypoints:  # image to table coordinates: the points themselves must find the objects
-                self.grounding = nn.Linear(GROUNDING_DIM, GROUNDING_DIM)
-            else:
-                self.grounding = nn.Sequential(nn.Linear(2 * config.keypoints + d, config.hidden_dim // 2), nn.GELU(),
-                                               nn.Linear(config.hidden_dim // 2, GROUNDING_DIM))
+            self.grounding = nn.Sequential(nn.Linear(2 * config.keypoints + d, config.hidden_dim // 2), nn.GELU(),
+                                           nn.Linear(config.hidden_dim // 2, GROUNDING_DIM))
 
     def _film_layers(self) -> nn.ModuleList:
         """Instruction -> (scale, shift) of each FiLM-modulated block of a vision encoder."""
@@ -275,15 +280,12 @@ class VLAModel(nn.Module):
                               for i in self.vision.film_blocks])
 
     def encode(self, image, state, tokens, mask, wrist=None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(features for the action head, what the grounding head reads: the named keypoints, or
-        the language-conditioned keypoints + language; None without a grounding head)."""
-        language, phrases = self.language(tokens, mask)
+        """(features for the action head, language-conditioned keypoints + language for the
+        grounding head; None without one, so inference does not build it)."""
+        language = self.language(tokens, mask)
         feature_map = self.vision(image, self._film(self.film if self.config.fusion == "film" else None, language))
         keypoints = self.keypoints(feature_map)
-        named = self.named_keypoints(feature_map, phrases) if self.config.named_keypoints else None
-        scene = None
-        if self.config.grounding_weight > 0:
-            scene = named if named is not None else torch.cat([keypoints, language], dim=1)
+        scene = torch.cat([keypoints, language], dim=1) if self.config.grounding_weight > 0 else None
         parts = [keypoints, state, language]  # (the order the shipped checkpoint was trained with)
         if self.config.fusion == "cross_attention":
             parts.append(self.cross_attention(feature_map, language))
@@ -292,9 +294,13 @@ class VLAModel(nn.Module):
                 raise ValueError("this model was trained with the wrist camera: it needs the wrist image")
             film = self._film(self.wrist_film if self.config.fusion == "film" else None, language)
             parts.append(self.wrist_keypoints(self.wrist_vision(wrist, film)))
-        if named is not None:  # last: a fine-tune that adds them extends the trunk's input (train.py)
-            parts.append(named)
+        if self.config.named_positions:  # last: a fine-tune that adds them extends the trunk's input (train.py)
+            parts.append(self.named_positions(self.plain_keypoints(image), tokens, mask))
         return self.trunk(torch.cat(parts, dim=1)), scene
+
+    def plain_keypoints(self, image: torch.Tensor) -> torch.Tensor:
+        """The scene keypoints without FiLM: what vision pretraining located objects from."""
+        return self.keypoints(self.vision(image, None))
 
     @staticmethod
     def _film(layers: nn.ModuleList | None, language: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]] | None:

@@ -20,11 +20,11 @@ from vla_ros.camera.preprocess import policy_frame
 from vla_ros.dataset import WRIST_IMAGE, DatasetError, EpisodeDataset
 from vla_ros.policies.builtin.action_space import chunk_offsets
 from vla_ros.policies.builtin.config import VLAConfig
-from vla_ros.policies.builtin.grounding import GROUNDING_DIM, dataset_grounding, object_at_start
+from vla_ros.policies.builtin.grounding import dataset_grounding, object_at_start
 from vla_ros.policies.builtin.language import LanguageEncoder
-from vla_ros.policies.builtin.model import VLAModel
+from vla_ros.policies.builtin.model import NAMED_DIM, VLAModel
 from vla_ros.policies.builtin.policy import BuiltinPolicy, Normalization, image_tensor
-from vla_ros.policies.builtin.vision_pretrain import pretrain_vision
+from vla_ros.policies.builtin.vision_pretrain import pretrain_named_positions, pretrain_vision
 
 # Images above this many bytes stay memory-mapped instead of being loaded once.
 _IN_MEMORY_LIMIT = 6 * 1024**3
@@ -126,6 +126,8 @@ class Trainer:
         self.model = VLAModel(config)
         if config.freeze_vision:
             self.model.vision.requires_grad_(False)
+        if config.named_positions:  # trained on rendered scenes before behaviour cloning
+            self.model.named_positions.requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.learning_rate,
                                            weight_decay=config.weight_decay)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -261,16 +263,15 @@ def _load_vision(model: VLAModel, source: BuiltinPolicy) -> None:
 
 def _load_initial_weights(model: VLAModel, init: BuiltinPolicy) -> None:
     """Start `model` from `init`'s weights. Only parts `init` was trained without may start fresh:
-    a grounding head, and named keypoints, whose new trunk inputs start at zero weight so that
+    a grounding head, and named positions, whose new trunk inputs start at zero weight so that
     the fine-tune starts from `init`'s actions."""
     state = dict(init.model.state_dict())
     fresh = ("grounding.",)
-    if model.config.named_keypoints and not init.config.named_keypoints:
-        fresh += ("named_keypoints.",)
-        state = {k: v for k, v in state.items() if not k.startswith("grounding.")}  # it read other inputs
+    if model.config.named_positions and not init.config.named_positions:
+        fresh += ("named_positions.",)
         weight = state.get("trunk.0.weight")
         if weight is not None:
-            state["trunk.0.weight"] = torch.cat([weight, weight.new_zeros(len(weight), GROUNDING_DIM)], dim=1)
+            state["trunk.0.weight"] = torch.cat([weight, weight.new_zeros(len(weight), NAMED_DIM)], dim=1)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as err:
@@ -311,7 +312,8 @@ def train(data_dirs: str | Path | list[str | Path], config: VLAConfig, out: str 
     trainer = Trainer(data, config, normalization, language,
                       np.flatnonzero(~val_mask), np.flatnonzero(val_mask))
     state_path = out.with_name(out.name + ".train_state")
-    if resume and state_path.is_file():
+    resume_state = resume and state_path.is_file()
+    if resume_state:
         trainer.load_state_dict(torch.load(state_path, map_location="cpu", weights_only=False))
     elif vision_from is not None:
         _load_vision(trainer.model, vision_from)
@@ -320,6 +322,9 @@ def train(data_dirs: str | Path | list[str | Path], config: VLAConfig, out: str 
         trainer.history["elapsed"] = trainer.history["vision_pretrain"]["seconds"]  # counted in train_seconds
     elif init is not None:
         _load_initial_weights(trainer.model, init)
+    if config.named_positions and not resume_state and not (init is not None and init.config.named_positions):
+        trainer.history["named_pretrain"] = pretrain_named_positions(trainer.model, config, language, progress)
+        trainer.history["elapsed"] = trainer.history.get("elapsed", 0.0) + trainer.history["named_pretrain"]["seconds"]
     metadata = {
         "trained_on": {"datasets": [str(Path(d).resolve()) for d in data_dirs], "episodes": num_episodes,
                        "frames": len(data.states), "validation_episodes": int(is_val_episode.sum()),
