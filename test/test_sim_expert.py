@@ -108,6 +108,18 @@ def test_evaluator_holds_on_non_finite_targets_and_counts_limit_breaches(world):
     assert evaluator.safety_section()["filter"] == "none"
 
 
+def test_episode_results_say_whether_the_object_was_held_and_how_near_its_target_it_came(world):
+    stack = {"task": "stack", "object": "yellow cube", "target": "red cylinder"}
+    solved = Evaluator(world, ExpertPolicy(world)).run_episode(_episode(stack))
+    assert solved.success and solved.held_object is True
+    assert solved.closest_to_target_m < 0.02  # set down on the cylinder
+    # A policy that only holds the home pose never grasps: held False, no carry to measure.
+    idle = Evaluator(world, ConstantPolicy(arm.home_vector()[None])).run_episode(_episode(stack))
+    assert not idle.success and idle.held_object is False and idle.closest_to_target_m is None
+    homing = Evaluator(world, ExpertPolicy(world)).run_episode(_episode({"task": "home"}))
+    assert homing.held_object is None and homing.closest_to_target_m is None
+
+
 def test_evaluator_rejects_a_malformed_chunk(world):
     with pytest.raises(ValueError, match=r"\(K, 8\) chunk"):
         Evaluator(world, ConstantPolicy(np.zeros((2, 7)))).run_episode(_episode({"task": "home"}))
@@ -161,6 +173,7 @@ def test_eval_command_writes_report_and_videos(tmp_path, capsys):
     assert set(report["per_split"]) == {"seen"}
     assert set(report["per_task"]) == {"pick", "place", "push"}
     assert report["per_task"]["pick"]["mean_time_to_success"] > 0
+    assert report["per_task"]["pick"]["held_object"] == report["per_task"]["pick"]["episodes"]
     assert report["safety"]["filter"] == "none" and report["safety"]["raw_targets"]["non_finite"] == 0
     assert len(report["episodes_detail"]) == 3
     assert sorted(p.name for p in videos.iterdir()) == [f"episode_000{i}.mp4" for i in range(3)]

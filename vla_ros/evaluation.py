@@ -76,6 +76,29 @@ class EpisodeResult:
     time_to_success: float | None  # simulated seconds
     sim_time: float
     steps: int
+    # Where a failure happened (CarryTrace): whether the named object was ever held (None for
+    # tasks without one), and for place and stack how close (x-y, m) it came to its target while held.
+    held_object: bool | None = None
+    closest_to_target_m: float | None = None
+
+
+class CarryTrace:
+    """Follows an episode's named object: held or not, and its closest x-y approach to the
+    target while held. Tells a grasp that never happened from a carry that went elsewhere."""
+
+    def __init__(self, task: dict):
+        self.object, self.target = task.get("object"), task.get("target")
+        self.held = False if self.object else None
+        self.closest: float | None = None
+
+    def update(self, world) -> None:
+        if not self.object or self.object not in world.in_hand():
+            return
+        self.held = True
+        if self.target:
+            poses = world.object_poses()
+            distance = float(np.linalg.norm(poses[self.object][0][:2] - poses[self.target][0][:2]))
+            self.closest = distance if self.closest is None else min(self.closest, distance)
 
 
 class RawTargetCounts:
@@ -183,6 +206,7 @@ class Evaluator:
         # chunk to its end before asking again.
         every = getattr(self.policy, "n_action_steps", None)
         aggregator = ChunkAggregator(*policy_blending(self.policy))
+        trace = CarryTrace(planned.task)
         steps = 0
         while world.task_elapsed() < limit - 1e-9:
             target = None if every and steps % every == 0 else aggregator.target(steps)
@@ -197,10 +221,11 @@ class Evaluator:
                 self.timing["policy_seconds"] += time.perf_counter() - started
                 target = aggregator.target(steps)
             self._execute(target)
+            trace.update(world)
             steps += 1
             if world.success():
-                return self._result(planned, True, steps)
-        return self._result(planned, False, steps)
+                return self._result(planned, True, steps, trace)
+        return self._result(planned, False, steps, trace)
 
     def _execute(self, target: np.ndarray) -> None:
         """The one path from a policy's target to the simulated arm."""
@@ -215,10 +240,11 @@ class Evaluator:
         world.step(np.clip(command, self._lower, self._upper))
         self.timing["sim_seconds"] += time.perf_counter() - started
 
-    def _result(self, planned: PlannedEpisode, success: bool, steps: int) -> EpisodeResult:
+    def _result(self, planned: PlannedEpisode, success: bool, steps: int, trace: CarryTrace) -> EpisodeResult:
         elapsed = round(self.world.task_elapsed(), 3)
+        closest = None if trace.closest is None else round(trace.closest, 4)
         return EpisodeResult(planned.index, planned.seed, planned.split, planned.instruction, planned.task,
-                             success, elapsed if success else None, elapsed, steps)
+                             success, elapsed if success else None, elapsed, steps, trace.held, closest)
 
     def safety_section(self) -> dict:
         return {
@@ -244,11 +270,14 @@ def summarize(results: list[EpisodeResult]) -> dict:
 
 def _rates(results: list[EpisodeResult]) -> dict:
     times = [r.time_to_success for r in results if r.success]
+    held = [r.held_object for r in results if r.held_object is not None]
     return {
         "episodes": len(results),
         "successes": len(times),
         "success_rate": round(len(times) / len(results), 4) if results else 0.0,
         "mean_time_to_success": round(float(np.mean(times)), 3) if times else None,
+        # Of the episodes whose task names an object: in how many the hand ever held it.
+        "held_object": sum(held) if held else None,
     }
 
 
