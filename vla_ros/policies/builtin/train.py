@@ -290,7 +290,7 @@ def train(data_dirs: str | Path | list[str | Path], config: VLAConfig, out: str 
 
     With `init`, training starts from that policy's weights and keeps its normalisation
     (fine-tuning, e.g. on demonstrations plus DAgger rollouts); its architecture must
-    match `config`. With `vision_from`, only the vision encoder and keypoints come from
+    match `config`, except for a grounding head or named positions it lacks, which start fresh. With `vision_from`, only the vision encoder and keypoints come from
     that policy (no vision pretraining) and everything else starts fresh: how heads or
     fusions are compared on one perception.
     """
