@@ -87,11 +87,16 @@ class NamedPositions(nn.Module):
         """(B, 2K) keypoints, (B, 384) phrase embeddings -> (B, 2) standardised (x, y)."""
         return self.net(torch.cat([keypoints, phrase], dim=1))
 
+    @staticmethod
+    def phrase_embedding(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(..., T, 384) token embeddings and (..., T) mask -> (..., 384): their masked mean."""
+        weights = mask.float().unsqueeze(-1)
+        return (tokens * weights).sum(dim=-2) / weights.sum(dim=-2).clamp(min=1.0)
+
     def forward(self, keypoints: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b = len(tokens)
-        runs = tokens.view(b, len(PHRASES), -1, EMBEDDING_DIM)[:, self.NAMED]  # (B, 2, T, 384)
-        weights = mask.view(b, len(PHRASES), -1)[:, self.NAMED].float().unsqueeze(-1)
-        phrases = (runs * weights).sum(dim=2) / weights.sum(dim=2).clamp(min=1.0)
+        phrases = self.phrase_embedding(tokens.view(b, len(PHRASES), -1, EMBEDDING_DIM)[:, self.NAMED],
+                                        mask.view(b, len(PHRASES), -1)[:, self.NAMED])  # (B, 2, 384)
         return torch.cat([self.locate(keypoints, phrases[:, i]) for i in range(len(self.NAMED))], dim=1)
 
 

@@ -151,7 +151,7 @@ class Trainer:
                                               .astype(np.float32))
             self.grounding_mask = torch.from_numpy(data.grounding_mask)
             # The object's start position is its label only while it is still there.
-            self.object_label = torch.from_numpy(np.repeat(data.object_at_start[:, None], 2, axis=1).astype(np.float32))
+            self.object_at_start = torch.from_numpy(data.object_at_start.astype(np.float32))
         self.step = 0
         self.history: dict[str, list] = {"loss": [], "val_loss": [], "success": []}
 
@@ -175,7 +175,7 @@ class Trainer:
             return {"grounding": None, "grounding_mask": None}
         episodes = torch.from_numpy(self.data.episode_of_frame[frames])
         mask = self.grounding_mask[episodes].clone()
-        mask[:, :2] *= self.object_label[torch.from_numpy(frames)]
+        mask[:, :2] *= self.object_at_start[torch.from_numpy(frames)].unsqueeze(1)
         return {"grounding": self.grounding[episodes], "grounding_mask": mask}
 
     def train_step(self) -> float:

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from vla_ros import arm, kinematics
 from vla_ros.policies.builtin.config import VLAConfig
-from vla_ros.policies.builtin.model import VLAModel
+from vla_ros.policies.builtin.model import NamedPositions, VLAModel
 from vla_ros.policies.builtin.policy import image_tensor
 from vla_ros.vocabulary import OBJECTS, PLATES
 
@@ -160,7 +160,9 @@ def pretrain_named_positions(model: VLAModel, config: VLAConfig, language, progr
     with torch.no_grad():
         keypoints = torch.cat([model.plain_keypoints(image_tensor(scenes.images[start : start + 256]))
                                for start in range(0, len(scenes.images), 256)])
-    names = torch.stack([_phrase_embedding(language, name) for name in SCENE_OBJECTS])
+    # Each object's name embedded as NamedPositions reads an instruction's phrase.
+    names = torch.stack([NamedPositions.phrase_embedding(*map(torch.from_numpy, language.encode(name)))
+                         for name in SCENE_OBJECTS])
     scene, slot = np.nonzero(scenes.present)
     positions = torch.from_numpy(scenes.positions[scene, slot])
     scene, slot = torch.from_numpy(scene), torch.from_numpy(slot)
@@ -205,9 +207,3 @@ def _trainable(parameters: list[torch.nn.Parameter]):
     finally:
         for parameter, flag in zip(parameters, flags):
             parameter.requires_grad_(flag)
-
-
-def _phrase_embedding(language, phrase: str) -> torch.Tensor:
-    """A phrase's mean MiniLM token embedding, as NamedPositions reads an instruction's phrases."""
-    tokens, mask = language.encode(phrase)
-    return torch.from_numpy((tokens * mask[:, None]).sum(axis=0) / max(1.0, float(mask.sum()))).float()
