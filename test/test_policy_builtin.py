@@ -370,17 +370,23 @@ def test_the_object_label_holds_until_the_fingers_first_close_and_through_a_push
     assert object_at_start(fingers, {"task": "push"}).all()
 
 
+def _named_setup(tmp_path):
+    """A dataset of real scene layouts and a tiny config that named positions can be added to."""
+    root = tmp_path / "scenes"
+    write_info(root, fps=10.0, image_size=(48, 48))
+    write_shard(root, 0, _scene_episodes(), first_episode_index=0)
+    config = VLAConfig.from_dict({**CONFIGS["tiny"].to_dict(), "steps": 3, "language_phrases": True,
+                                  "freeze_vision": True, "named_pretrain_scenes": 40, "named_pretrain_steps": 100})
+    return root, config
+
+
 def test_named_positions_are_pretrained_on_rendered_scenes_frozen_and_added_to_a_fine_tune(tmp_path, language):
     with pytest.raises(ValueError, match="named_positions needs language_phrases"):
         replace(CONFIGS["tiny"], named_positions=True, freeze_vision=True)
     with pytest.raises(ValueError, match="and freeze_vision"):
         replace(CONFIGS["tiny"], named_positions=True, language_phrases=True)
     assert named_config("tcp_named").named_positions
-    root = tmp_path / "scenes"
-    write_info(root, fps=10.0, image_size=(48, 48))
-    write_shard(root, 0, _scene_episodes(), first_episode_index=0)
-    config = VLAConfig.from_dict({**CONFIGS["tiny"].to_dict(), "steps": 3, "language_phrases": True,
-                                  "freeze_vision": True, "named_pretrain_scenes": 40, "named_pretrain_steps": 100})
+    root, config = _named_setup(tmp_path)
     plain = train(root, config, tmp_path / "plain.pt", progress=False, val_fraction=0.5)
     image = np.random.default_rng(3).integers(0, 255, (48, 48, 3), dtype=np.uint8)
     named = replace(config, named_positions=True)
@@ -406,6 +412,44 @@ def test_named_positions_are_pretrained_on_rendered_scenes_frozen_and_added_to_a
     # The other way round, a policy with named positions cannot seed one without them.
     with pytest.raises(ValueError, match="architecture does not match"):
         train(root, config, tmp_path / "wrong.pt", init=tuned, progress=False, val_fraction=0.5)
+
+
+def test_named_positions_from_the_hand_are_the_table_positions_minus_the_tool_centre_point(tmp_path, language):
+    from vla_ros import kinematics
+    from vla_ros.policies.builtin.model import NAMED_DIM
+
+    with pytest.raises(ValueError, match="named_frame must be"):
+        VLAConfig(named_frame="camera")
+    assert named_config("tcp_named_hand").needs_tcp and not named_config("tcp_named").needs_tcp
+    root, config = _named_setup(tmp_path)
+    table = train(root, replace(config, named_positions=True), tmp_path / "table.pt", progress=False, val_fraction=0.5)
+    # From a table-frame policy: the same locator, its trunk inputs restarted at zero weight.
+    hand = train(root, replace(table.config, named_frame="tcp", steps=1, learning_rate=0.0), tmp_path / "hand.pt",
+                 init=table, progress=False, val_fraction=0.5)
+    for (name, a), b in zip(table.model.named_positions.state_dict().items(),
+                            hand.model.named_positions.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+    assert not hand.model.trunk[0].weight[:, -NAMED_DIM:].any()
+    assert table.model.trunk[0].weight[:, -NAMED_DIM:].any()
+    # The inputs are the located (x, y) minus the tool centre point's, in the locator's units.
+    state = arm.home_vector()
+    state[0] += 0.3  # the hand away from home
+    image = np.random.default_rng(3).integers(0, 255, (48, 48, 3), dtype=np.uint8)
+    inputs = hand.preprocess(image, state, "stack the green cube on the yellow cylinder")
+    tcp = kinematics.tcp_pose(state[:7].astype(np.float64))[0][:2]
+    np.testing.assert_allclose(inputs["tcp"][0].numpy(), tcp, atol=1e-6)
+    located = hand.model.named_positions
+    with torch.no_grad():
+        on_table = located(hand.model.plain_keypoints(inputs["image"]), inputs["tokens"], inputs["mask"])
+        from_hand = hand.model.named_inputs(inputs["image"], inputs["tokens"], inputs["mask"], inputs["tcp"])
+    metres = (on_table.view(2, 2) * located.SCALE + located.mean).numpy()
+    np.testing.assert_allclose((from_hand.view(2, 2) * located.SCALE).numpy(), metres - tcp, atol=1e-5)
+    with pytest.raises(ValueError, match="needs the tool centre point"):
+        hand.model.named_inputs(inputs["image"], inputs["tokens"], inputs["mask"])
+    reloaded = BuiltinPolicy.load(tmp_path / "hand.pt", language=language)
+    assert reloaded.config.needs_tcp
+    np.testing.assert_allclose(hand.predict_chunk(image, state, "pick up the red cube"),
+                               reloaded.predict_chunk(image, state, "pick up the red cube"), atol=1e-6)
 
 
 def test_named_positions_learn_where_a_named_object_is_from_the_shipped_vision(language):

@@ -5,7 +5,7 @@ import argparse
 import sys
 from dataclasses import replace
 
-from vla_ros.policies.builtin.config import HEADS
+from vla_ros.policies.builtin.config import FRAMES, HEADS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "DAgger rollouts), trained on together")
     parser.add_argument("--config", default="default", help="named policy config (default, tokens, flow, "
                         "cross_attention, concat, grounded, localised, tcp, tcp_relative, tcp_wrist, tcp_phrases (shipped), "
-                        "tcp_named, tiny; docs/POLICY.md)")
+                        "tcp_named, tcp_named_hand, tiny; docs/POLICY.md)")
     parser.add_argument("--out", required=True, help="checkpoint file to write, e.g. runs/default/policy.pt")
     parser.add_argument("--steps", type=int, help="training steps (default: the config's)")
     parser.add_argument("--seed", type=int, help="training seed (default: the config's)")
@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", metavar="CHECKPOINT",
                         help="fine-tune: start from this checkpoint's weights and normalisation ('builtin' = the "
                         "shipped one); its config is used, with --steps/--seed/--learning-rate/--grounding-weight/"
-                        "--balance-tasks/--named-positions applied")
+                        "--balance-tasks/--named-positions/--named-frame applied")
     parser.add_argument("--vision-from", metavar="CHECKPOINT",
                         help="take only the vision encoder and keypoints from this checkpoint ('builtin' = the "
                         "shipped one), skip vision pretraining, train the rest of --config afresh (compares heads "
@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="give the policy where the instruction's object and target are on the table (needs a "
                         "phrases config; default: the config's; docs/POLICY.md); their locator is trained on rendered "
                         "scenes first, and an --init checkpoint without them starts them at zero weight in its trunk")
+    parser.add_argument("--named-frame", choices=FRAMES,
+                        help="where the policy gets the named positions from: the table, or the tool centre point "
+                        "(offsets from the hand; default: the config's; docs/POLICY.md)")
     parser.add_argument("--balance-tasks", action="store_true",
                         help="draw every task kind equally often (default: the config's; docs/POLICY.md)")
     parser.add_argument("--train-vision", action="store_true",
@@ -68,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
                                        ("grounding_weight", args.grounding_weight),
                                        ("balance_tasks", args.balance_tasks or None),
                                        ("named_positions", args.named_positions or None),
+                                       ("named_frame", args.named_frame),
                                        ("freeze_vision", False if args.train_vision else None)) if v is not None}
         config = replace(config, **overrides)
     except (ValueError, LanguageEncoderError) as err:

@@ -8,7 +8,7 @@ from vla_ros.policies.chunking import AGGREGATION_MODES
 
 FUSIONS = ("film", "cross_attention", "concat")
 HEADS = ("continuous", "tokens", "flow")
-PRETRAIN_FRAMES = ("table", "tcp")  # what vision pretraining locates objects from (vision_pretrain.py)
+FRAMES = ("table", "tcp")  # where positions are measured from: the table, or the tool centre point
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,10 @@ class VLAConfig:
     # Give the trunk where on the table the object and target phrases' objects are
     # (model.NamedPositions), located from the frozen vision by an MLP first trained on
     # named_pretrain_scenes freshly rendered scenes for named_pretrain_steps (vision_pretrain.py).
-    # Needs language_phrases and freeze_vision.
+    # Needs language_phrases and freeze_vision. named_frame "tcp" gives them to the trunk as
+    # offsets from the tool centre point's (x, y): in a carry, nearly the move a tcp action asks for.
     named_positions: bool = False
+    named_frame: str = "table"
     named_pretrain_scenes: int = 8000
     named_pretrain_steps: int = 6000
     # Read a new phrasing as the trained instruction it means (language.InstructionMatcher)
@@ -102,15 +104,22 @@ class VLAConfig:
         if self.named_positions and (self.named_pretrain_scenes < 2 or self.named_pretrain_steps < 1):
             raise ValueError("named_positions needs named_pretrain_scenes >= 2 and named_pretrain_steps >= 1 "
                              f"(got {self.named_pretrain_scenes}, {self.named_pretrain_steps})")
+        if self.named_frame not in FRAMES:
+            raise ValueError(f"named_frame must be one of {FRAMES}, got {self.named_frame!r}")
         if not self.grounding_weight >= 0:
             raise ValueError(f"grounding_weight must be >= 0, got {self.grounding_weight}")
         if self.vision_pretrain_steps < 0 or (self.vision_pretrain_steps > 0 and self.vision_pretrain_scenes < 2):
             raise ValueError("vision pretraining needs vision_pretrain_steps >= 0 and, when > 0, "
                              f"vision_pretrain_scenes >= 2 (got {self.vision_pretrain_steps}, {self.vision_pretrain_scenes})")
-        if self.vision_pretrain_frame not in PRETRAIN_FRAMES:
-            raise ValueError(f"vision_pretrain_frame must be one of {PRETRAIN_FRAMES}, got {self.vision_pretrain_frame!r}")
+        if self.vision_pretrain_frame not in FRAMES:
+            raise ValueError(f"vision_pretrain_frame must be one of {FRAMES}, got {self.vision_pretrain_frame!r}")
         if self.image_size < 32 or self.chunk_size < 1:
             raise ValueError("image_size must be >= 32 and chunk_size >= 1")
+
+    @property
+    def needs_tcp(self) -> bool:
+        """Whether the model takes the tool centre point's (x, y) as an input (named_frame "tcp")."""
+        return self.named_positions and self.named_frame == "tcp"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -157,6 +166,8 @@ CONFIGS: dict[str, VLAConfig] = {
     "tcp_phrases": replace(TCP, wrist_camera=True, language_phrases=True),
     # As tcp_phrases, plus where on the table the named object and target are.
     "tcp_named": replace(TCP, wrist_camera=True, language_phrases=True, named_positions=True),
+    # As tcp_named, the named positions given from the hand.
+    "tcp_named_hand": replace(TCP, wrist_camera=True, language_phrases=True, named_positions=True, named_frame="tcp"),
     # For tests and smoke runs: small and fast.
     "tiny": replace(DEFAULT, image_size=48, channels=(8, 16, 16, 16), keypoints=8, hidden_dim=64, language_dim=32,
                     chunk_size=4, lead_steps=2, steps=200, batch_size=16, learning_rate=1e-3),

@@ -4,7 +4,8 @@ Inputs are already normalised (see policy.py): images in [0, 1], state and actio
 offsets standardised with the dataset's statistics. With config.wrist_camera the
 hand camera's image goes through a second CNN of the same shape, keypoints of
 both images go to the trunk. With config.named_positions the table (x, y) of the objects
-the instruction's object and target phrases name join them (NamedPositions). All heads predict a chunk of
+the instruction's object and target phrases name join them (NamedPositions), with
+named_frame "tcp" as offsets from the tool centre point's (x, y), an input then. All heads predict a chunk of
 `chunk_size` x `action_dim` normalised offsets.
 """
 from __future__ import annotations
@@ -82,6 +83,10 @@ class NamedPositions(nn.Module):
         self.net = nn.Sequential(nn.Linear(keypoint_dim + EMBEDDING_DIM, hidden), nn.GELU(),
                                  nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, 2))
         self.register_buffer("mean", torch.zeros(2))
+
+    def standardised(self, xy: torch.Tensor) -> torch.Tensor:
+        """(B, 2) table (x, y) in metres -> the standardised units locate() answers in."""
+        return (xy - self.mean) / self.SCALE
 
     def locate(self, keypoints: torch.Tensor, phrase: torch.Tensor) -> torch.Tensor:
         """(B, 2K) keypoints, (B, 384) phrase embeddings -> (B, 2) standardised (x, y)."""
@@ -242,8 +247,9 @@ HEAD_CLASSES = {"continuous": ContinuousHead, "tokens": TokenHead, "flow": FlowH
 
 
 class VLAModel(nn.Module):
-    """image (B,3,H,W) in [0,1], state (B,8) normalised, language tokens (B,T,384) + mask, and
-    with config.wrist_camera the wrist image (B,3,H,W) -> chunk features."""
+    """image (B,3,H,W) in [0,1], state (B,8) normalised, language tokens (B,T,384) + mask, with
+    config.wrist_camera the wrist image (B,3,H,W), and with config.needs_tcp the tool centre
+    point's table (x, y) in metres (B,2) -> chunk features."""
 
     def __init__(self, config: VLAConfig):
         super().__init__()
@@ -284,7 +290,7 @@ class VLAModel(nn.Module):
         return nn.ModuleList([nn.Linear(self.config.language_dim, 2 * self.config.channels[i])
                               for i in self.vision.film_blocks])
 
-    def encode(self, image, state, tokens, mask, wrist=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def encode(self, image, state, tokens, mask, wrist=None, tcp=None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(features for the action head, language-conditioned keypoints + language for the
         grounding head; None without one, so inference does not build it)."""
         language = self.language(tokens, mask)
@@ -300,8 +306,19 @@ class VLAModel(nn.Module):
             film = self._film(self.wrist_film if self.config.fusion == "film" else None, language)
             parts.append(self.wrist_keypoints(self.wrist_vision(wrist, film)))
         if self.config.named_positions:  # last: a fine-tune that adds them extends the trunk's input (train.py)
-            parts.append(self.named_positions(self.plain_keypoints(image), tokens, mask))
+            parts.append(self.named_inputs(image, tokens, mask, tcp))
         return self.trunk(torch.cat(parts, dim=1)), scene
+
+    def named_inputs(self, image, tokens, mask, tcp=None) -> torch.Tensor:
+        """(B, NAMED_DIM) standardised object and target (x, y): on the table, or from the tool
+        centre point `tcp` with config.needs_tcp."""
+        named = self.named_positions(self.plain_keypoints(image), tokens, mask)
+        if not self.config.needs_tcp:
+            return named
+        if tcp is None:
+            raise ValueError("this model gives the named positions from the hand: it needs the tool centre point's (x, y)")
+        # The offsets keep the standardised scale; the mean cancels.
+        return named - self.named_positions.standardised(tcp).repeat(1, NAMED_DIM // 2)
 
     def plain_keypoints(self, image: torch.Tensor) -> torch.Tensor:
         """The scene keypoints without FiLM: what vision pretraining located objects from."""
@@ -312,13 +329,14 @@ class VLAModel(nn.Module):
         """FiLM (scale, shift) pairs for a vision encoder's modulated blocks, from the instruction."""
         return None if layers is None else [tuple(layer(language).chunk(2, dim=1)) for layer in layers]
 
-    def features(self, image, state, tokens, mask, wrist=None) -> torch.Tensor:
-        return self.encode(image, state, tokens, mask, wrist)[0]
+    def features(self, image, state, tokens, mask, wrist=None, tcp=None) -> torch.Tensor:
+        return self.encode(image, state, tokens, mask, wrist, tcp)[0]
 
-    def loss(self, image, state, tokens, mask, target, grounding=None, grounding_mask=None, wrist=None) -> torch.Tensor:
+    def loss(self, image, state, tokens, mask, target, grounding=None, grounding_mask=None, wrist=None,
+             tcp=None) -> torch.Tensor:
         """The action head's loss; with `grounding` targets (normalised, masked) plus
         grounding_weight x the mean squared error of the grounding head."""
-        features, scene = self.encode(image, state, tokens, mask, wrist)
+        features, scene = self.encode(image, state, tokens, mask, wrist, tcp)
         loss = self.head.loss(features, target)
         if grounding is not None and self.config.grounding_weight > 0:
             loss = loss + self.config.grounding_weight * self.grounding_error(scene, grounding, grounding_mask)
@@ -328,5 +346,6 @@ class VLAModel(nn.Module):
         squared = (self.grounding(scene) - grounding) ** 2 * grounding_mask
         return squared.sum() / grounding_mask.sum().clamp(min=1.0)
 
-    def predict(self, image, state, tokens, mask, generator: torch.Generator | None = None, wrist=None) -> torch.Tensor:
-        return self.head.predict(self.features(image, state, tokens, mask, wrist), generator)
+    def predict(self, image, state, tokens, mask, generator: torch.Generator | None = None, wrist=None,
+                tcp=None) -> torch.Tensor:
+        return self.head.predict(self.features(image, state, tokens, mask, wrist, tcp), generator)

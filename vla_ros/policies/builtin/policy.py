@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vla_ros import kinematics
 from vla_ros.camera.preprocess import policy_frame
 from vla_ros.policies.builtin.action_space import joint_targets
 from vla_ros.policies.builtin.config import VLAConfig
@@ -100,7 +101,8 @@ class BuiltinPolicy:
     def preprocess(self, image: np.ndarray, state: np.ndarray, instruction: str,
                    wrist_image: np.ndarray | None = None) -> dict[str, torch.Tensor | None]:
         """The model's batch-of-one inputs by keyword: image, normalised state, instruction
-        tokens and mask, and the wrist image (None unless the config uses it)."""
+        tokens and mask, the wrist image and the tool centre point's (x, y) (each None unless
+        the config uses it)."""
         n = self.normalization
         state = np.asarray(state, dtype=np.float32)
         if state.shape != (self.config.state_dim,) or not np.all(np.isfinite(state)):
@@ -109,11 +111,14 @@ class BuiltinPolicy:
             raise ValueError("this policy uses the wrist camera: give it the hand camera's image")
         tokens, mask = self.language.encode(self.understood(instruction), self.config.language_phrases)
         wrist = image_tensor(policy_frame(wrist_image, self.config.image_size)[None]) if self.config.wrist_camera else None
+        tcp = (torch.tensor(kinematics.tcp_pose(state[:7].astype(np.float64))[0][None, :2], dtype=torch.float32)
+               if self.config.needs_tcp else None)
         return {"image": image_tensor(policy_frame(image, self.config.image_size)[None]),
                 "state": torch.from_numpy((state - n.state_mean) / n.state_std)[None],
                 "tokens": torch.from_numpy(tokens)[None],
                 "mask": torch.from_numpy(mask)[None],
-                "wrist": wrist}
+                "wrist": wrist,
+                "tcp": tcp}
 
     def understood(self, instruction: str) -> str:
         """The instruction the network is given: a new phrasing read as the trained instruction it

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from vla_ros.camera.preprocess import policy_frame
 from vla_ros.dataset import WRIST_IMAGE, DatasetError, EpisodeDataset
-from vla_ros.policies.builtin.action_space import chunk_offsets
+from vla_ros.policies.builtin.action_space import chunk_offsets, tcp_poses
 from vla_ros.policies.builtin.config import VLAConfig
 from vla_ros.policies.builtin.grounding import dataset_grounding, object_at_start
 from vla_ros.policies.builtin.language import LanguageEncoder
@@ -44,6 +44,7 @@ class TrainingData:
     grounding: np.ndarray | None = None
     grounding_mask: np.ndarray | None = None
     object_at_start: np.ndarray | None = None  # (N,) grounding.object_at_start (with grounding)
+    tcp: np.ndarray | None = None  # (N, 2) the tool centre point's table (x, y), m (with config.needs_tcp)
 
 
 def load_training_data(datasets: list[EpisodeDataset], config: VLAConfig) -> TrainingData:
@@ -91,6 +92,7 @@ def load_training_data(datasets: list[EpisodeDataset], config: VLAConfig) -> Tra
         grounding=grounding[0],
         grounding_mask=grounding[1],
         object_at_start=np.concatenate(at_start) if config.grounding_weight > 0 else None,
+        tcp=tcp_poses(np.concatenate(states))[0][:, :2].astype(np.float32) if config.needs_tcp else None,
     )
 
 
@@ -140,6 +142,7 @@ class Trainer:
         self.tokens, self.masks = torch.from_numpy(tokens), torch.from_numpy(masks)
         self.states_norm = torch.from_numpy((data.states - normalization.state_mean) / normalization.state_std)
         self.targets_norm = torch.from_numpy((data.offsets - normalization.offset_mean) / normalization.offset_std)
+        self.tcp = torch.from_numpy(data.tcp) if data.tcp is not None else None
         self.grounding = None
         if data.grounding is not None:
             # Standardised per coordinate over the episodes that have it (training-only targets).
@@ -162,7 +165,8 @@ class Trainer:
         inputs = {"image": self._images(self.data.images, frames, augment), "state": self.states_norm[index],
                   "tokens": self.tokens[ids], "mask": self.masks[ids],
                   "wrist": (self._images(self.data.wrist_images, frames, augment)
-                            if self.data.wrist_images is not None else None)}
+                            if self.data.wrist_images is not None else None),
+                  "tcp": self.tcp[index] if self.tcp is not None else None}
         return inputs, self.targets_norm[index]
 
     def _images(self, images: np.ndarray, frames: np.ndarray, augment: bool) -> torch.Tensor:
@@ -264,14 +268,17 @@ def _load_vision(model: VLAModel, source: BuiltinPolicy) -> None:
 def _load_initial_weights(model: VLAModel, init: BuiltinPolicy) -> None:
     """Start `model` from `init`'s weights. Only parts `init` was trained without may start fresh:
     a grounding head, and named positions, whose new trunk inputs start at zero weight so that
-    the fine-tune starts from `init`'s actions."""
+    the fine-tune starts from `init`'s actions. Named positions from another frame keep their
+    locator, and their trunk inputs restart at zero weight: the same answers, measured from elsewhere."""
     state = dict(init.model.state_dict())
     fresh = ("grounding.",)
+    weight = state.get("trunk.0.weight")
     if model.config.named_positions and not init.config.named_positions:
         fresh += ("named_positions.",)
-        weight = state.get("trunk.0.weight")
         if weight is not None:
             state["trunk.0.weight"] = torch.cat([weight, weight.new_zeros(len(weight), NAMED_DIM)], dim=1)
+    elif model.config.named_positions and init.config.named_frame != model.config.named_frame and weight is not None:
+        state["trunk.0.weight"] = torch.cat([weight[:, :-NAMED_DIM], weight.new_zeros(len(weight), NAMED_DIM)], dim=1)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as err:
