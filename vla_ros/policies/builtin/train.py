@@ -71,7 +71,8 @@ def load_training_data(datasets: list[EpisodeDataset], config: VLAConfig) -> Tra
         instruction_ids.append(np.full(end - start, instructions.setdefault(text, len(instructions))))
         episode_of_frame.append(np.full(end - start, position))
         kind_of_frame.append(np.full(end - start, kinds.setdefault((episode.get("task") or {}).get("task", "unknown"), len(kinds))))
-        at_start.append(object_at_start(episode_states[:, 7], episode.get("task")))
+        if config.grounding_weight > 0:
+            at_start.append(object_at_start(episode_states[:, 7], episode.get("task")))
         if in_memory:
             images.append(_policy_frames(dataset, "observation.image", start, end, config.image_size))
             if config.wrist_camera:
