@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", metavar="CHECKPOINT",
                         help="fine-tune: start from this checkpoint's weights and normalisation ('builtin' = the "
                         "shipped one); its config is used, with --steps/--seed/--learning-rate/--grounding-weight/"
-                        "--balance-tasks/--named-positions/--named-frame applied")
+                        "--balance-tasks/--drop-retreats/--named-positions/--named-frame applied")
     parser.add_argument("--vision-from", metavar="CHECKPOINT",
                         help="take only the vision encoder and keypoints from this checkpoint ('builtin' = the "
                         "shipped one), skip vision pretraining, train the rest of --config afresh (compares heads "
@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(offsets from the hand; default: the config's; docs/POLICY.md)")
     parser.add_argument("--balance-tasks", action="store_true",
                         help="draw every task kind equally often (default: the config's; docs/POLICY.md)")
+    parser.add_argument("--drop-retreats", action="store_true",
+                        help="leave out the frames a successful place or stack recorded after its success, where "
+                        "the expert lifts its open hand away (default: the config's; docs/POLICY.md)")
     parser.add_argument("--train-vision", action="store_true",
                         help="also train the vision convolutions when the config freezes them (e.g. fine-tuning "
                         "a frozen-vision checkpoint end to end; docs/POLICY.md)")
@@ -70,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
                                        ("learning_rate", args.learning_rate),
                                        ("grounding_weight", args.grounding_weight),
                                        ("balance_tasks", args.balance_tasks or None),
+                                       ("drop_retreats", args.drop_retreats or None),
                                        ("named_positions", args.named_positions or None),
                                        ("named_frame", args.named_frame),
                                        ("freeze_vision", False if args.train_vision else None)) if v is not None}

@@ -68,6 +68,10 @@ class VLAConfig:
     steps: int = 20000
     shift_augmentation: int = 4  # pixels of random image shift
     balance_tasks: bool = False  # draw every task kind equally often (home is ~4% of the expert's episodes)
+    # Leave out the frames a successful place or stack recorded after its success
+    # (collection.STEPS_AFTER_SUCCESS): the expert lifts its open hand off the object it let
+    # go of, which looks like the descent onto an object before a grasp (docs/POLICY.md).
+    drop_retreats: bool = False
     grounding_weight: float = 0.0  # > 0: auxiliary loss on where the named objects are (grounding.py)
     # Before behaviour cloning, teach the vision to locate every object on that many freshly
     # rendered scenes (vision_pretrain.py); freeze_vision then keeps its convolutions fixed.

@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from vla_ros.camera.preprocess import policy_frame
+from vla_ros.collection import STEPS_AFTER_SUCCESS
 from vla_ros.dataset import WRIST_IMAGE, DatasetError, EpisodeDataset
 from vla_ros.policies.builtin.action_space import chunk_offsets, tcp_poses
 from vla_ros.policies.builtin.config import VLAConfig
@@ -61,7 +62,7 @@ def load_training_data(datasets: list[EpisodeDataset], config: VLAConfig) -> Tra
     num_frames = sum(d.num_frames for d in datasets)
     cameras = 2 if config.wrist_camera else 1
     in_memory = num_frames * cameras * config.image_size**2 * 3 <= _IN_MEMORY_LIMIT
-    episodes = [(d, r, e) for d in datasets for r, e in zip(d.episode_ranges(), d.episodes)]
+    episodes = [(d, _kept_range(r, e, config), e) for d in datasets for r, e in zip(d.episode_ranges(), d.episodes)]
     for position, (dataset, (start, end), episode) in enumerate(episodes):
         episode_states = dataset.read("observation.state", start, end).astype(np.float32)
         episode_actions = dataset.read("action", start, end).astype(np.float32)
@@ -95,6 +96,18 @@ def load_training_data(datasets: list[EpisodeDataset], config: VLAConfig) -> Tra
         object_at_start=np.concatenate(at_start) if config.grounding_weight > 0 else None,
         tcp=tcp_poses(np.concatenate(states))[0][:, :2].astype(np.float32) if config.needs_tcp else None,
     )
+
+
+RELEASING_KINDS = ("place", "stack")  # tasks that end by letting go of the object
+
+
+def _kept_range(frames: tuple[int, int], episode: dict, config: VLAConfig) -> tuple[int, int]:
+    """The (start, end) frames of an episode that train: all, or with config.drop_retreats
+    not those a successful place or stack recorded after its success."""
+    start, end = frames
+    if config.drop_retreats and episode.get("success") and (episode.get("task") or {}).get("task") in RELEASING_KINDS:
+        end = max(start + 1, end - STEPS_AFTER_SUCCESS)
+    return start, end
 
 
 def _policy_frames(dataset: EpisodeDataset, feature: str, start: int, end: int, size: int) -> np.ndarray:
