@@ -4,11 +4,11 @@ import json
 import numpy as np
 import pytest
 
-from vla_ros import arm, cli
+from vla_ros import arm, cli, kinematics
 from vla_ros.evaluation import Evaluator, PlannedEpisode, plan_episodes, read_tasks_file, split_of_instruction
 from vla_ros.policies import Policy, load_policy
 from vla_ros.sim import tasks
-from vla_ros.sim.expert import ExpertNoise, ExpertPolicy
+from vla_ros.sim.expert import ExpertNoise, ExpertPolicy, hand_down
 from vla_ros.sim.world import SimWorld
 
 ONE_OF_EACH = [
@@ -106,6 +106,22 @@ def test_evaluator_holds_on_non_finite_targets_and_counts_limit_breaches(world):
     assert np.all(np.isfinite(world.joint_positions()))
     assert world.joint_positions()[3] <= arm.PANDA_LIMITS["panda_joint4"].upper + 1e-3
     assert evaluator.safety_section()["filter"] == "none"
+
+
+@pytest.mark.parametrize("beside, descends", [(0.012, True), (0.04, False)])
+def test_expert_descends_from_a_hand_left_low_just_beside_the_object_and_rises_from_further_off(world, beside,
+                                                                                                descends):
+    # Where a learner (DAgger) leaves the hand: 5 cm over the cube, open. The demonstrations
+    # descend from just beside it; rising there first would contradict them.
+    stack = {"task": "stack", "object": "yellow cube", "target": "red cylinder"}
+    world.reset(11, tasks.validate(stack))
+    cube = world.object_poses()["yellow cube"][0]
+    start = np.array([cube[0] + beside, cube[1], cube[2] + 0.05])
+    q = kinematics.solve_ik(arm.home_vector()[:7], start, hand_down(0.0), iterations=200)
+    world.pose_arm(np.append(q, 0.04))
+    np.testing.assert_allclose(kinematics.tcp_pose(q)[0], start, atol=2e-3)
+    target = ExpertPolicy(world).select_action(world.observation(), tasks.canonical_instruction(stack))[0]
+    assert (kinematics.tcp_pose(target[:7])[0][2] < start[2]) == descends
 
 
 def test_episode_results_say_whether_the_object_was_held_and_how_near_its_target_it_came(world):

@@ -40,6 +40,12 @@ GRASP_FRACTION = 0.4  # grasp this far up an object's height
 PUSH_HEIGHT = 0.02  # m, fingertips above the table while pushing
 PUSH_BEHIND = 0.025  # m between the object's footprint and the fingers' centre before a push
 REACHED = 0.008  # m, a waypoint counts as reached
+# m: before any missed grasp, a hand already below the approach height (but 2 cm over the
+# grasp) up to this far beside the object descends straight to the grasp, correcting x-y
+# on the way, instead of rising to the approach height first. Only a learner driving
+# (DAgger) leaves the hand there, and the demonstrations always descend from there: a
+# rise label would contradict them (docs/POLICY.md, "Where stacks stall").
+DESCENT_CAPTURE = 0.02
 GRASP_WAIT_STEPS = 3  # control steps to wait with the gripper closed before judging the grasp
 PUSH_LOST = 0.015  # m, the object's centre this far beside the pushing finger: it slid off, push again
 MAX_MISS_DISTANCE = 0.1  # m: a deliberate miss further off is nowhere near the object
@@ -203,9 +209,14 @@ class ExpertPolicy:
         if self.phase in ("start", "approach"):
             self._move_gripper(arm.HOME_POSITIONS[arm.GRIPPER_JOINT])
             self.phase = "approach"
-            if _close(state.tcp[:2], above_object[:2], REACHED) and state.tcp[2] >= above_object[2] - 0.05:
-                self.phase = "descend"
-            return ("tcp", above_object, yaw, TRAVEL_SPEED)
+            high = state.tcp[2] >= above_object[2] - 0.05
+            beside_low = (not high and self.missed_grasps == 0 and state.tcp[2] > grasp_height + 0.02
+                          and _close(state.tcp[:2], above_object[:2], DESCENT_CAPTURE))
+            if not beside_low:
+                if _close(state.tcp[:2], above_object[:2], REACHED) and high:
+                    self.phase = "descend"
+                return ("tcp", above_object, yaw, TRAVEL_SPEED)
+            self.phase = "descend"
         if self.phase == "descend":
             self._move_gripper(arm.HOME_POSITIONS[arm.GRIPPER_JOINT])
             goal = np.array([*aim, grasp_height])
