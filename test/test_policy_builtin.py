@@ -454,7 +454,7 @@ def test_named_positions_from_the_hand_are_the_table_positions_minus_the_tool_ce
 
 def test_dropping_retreats_leaves_out_what_a_successful_place_or_stack_recorded_after_its_success(tmp_path):
     from vla_ros.collection import STEPS_AFTER_SUCCESS
-    from vla_ros.policies.builtin.train import _kept_range, load_training_data
+    from vla_ros.policies.builtin.train import load_training_data, training_range
 
     root, config = _named_setup(tmp_path)  # pick, place, home, stack: 6 frames each, all successful
     dataset = EpisodeDataset(root)
@@ -465,7 +465,7 @@ def test_dropping_retreats_leaves_out_what_a_successful_place_or_stack_recorded_
     assert len(dropped.offsets) == sum(kept)
     # A failed stack never reached its success: all of it trains.
     failed = {"task": {"task": "stack"}, "success": False}
-    assert _kept_range((10, 40), failed, replace(config, drop_retreats=True)) == (10, 40)
+    assert training_range((10, 40), failed, replace(config, drop_retreats=True)) == (10, 40)
 
 
 def test_named_positions_learn_where_a_named_object_is_from_the_shipped_vision(language):

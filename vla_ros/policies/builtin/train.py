@@ -62,7 +62,7 @@ def load_training_data(datasets: list[EpisodeDataset], config: VLAConfig) -> Tra
     num_frames = sum(d.num_frames for d in datasets)
     cameras = 2 if config.wrist_camera else 1
     in_memory = num_frames * cameras * config.image_size**2 * 3 <= _IN_MEMORY_LIMIT
-    episodes = [(d, _kept_range(r, e, config), e) for d in datasets for r, e in zip(d.episode_ranges(), d.episodes)]
+    episodes = [(d, training_range(r, e, config), e) for d in datasets for r, e in zip(d.episode_ranges(), d.episodes)]
     for position, (dataset, (start, end), episode) in enumerate(episodes):
         episode_states = dataset.read("observation.state", start, end).astype(np.float32)
         episode_actions = dataset.read("action", start, end).astype(np.float32)
@@ -101,7 +101,7 @@ def load_training_data(datasets: list[EpisodeDataset], config: VLAConfig) -> Tra
 RELEASING_KINDS = ("place", "stack")  # tasks that end by letting go of the object
 
 
-def _kept_range(frames: tuple[int, int], episode: dict, config: VLAConfig) -> tuple[int, int]:
+def training_range(frames: tuple[int, int], episode: dict, config: VLAConfig) -> tuple[int, int]:
     """The (start, end) frames of an episode that train: all, or with config.drop_retreats
     not those a successful place or stack recorded after its success."""
     start, end = frames
