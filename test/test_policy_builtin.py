@@ -194,6 +194,23 @@ def test_fine_tuning_starts_from_the_initial_policy(tmp_path, language):
         train(root, replace(config, hidden_dim=32), tmp_path / "wrong.pt", init=first, progress=False)
 
 
+def test_fine_tuning_with_another_head_keeps_the_trunk_and_starts_the_head_fresh(tmp_path, language):
+    from vla_ros.policies.builtin.model import FlowHead
+
+    root = _make_dataset(tmp_path / "data")
+    config = VLAConfig.from_dict({**CONFIGS["tiny"].to_dict(), "steps": 3})
+    first = train(root, config, tmp_path / "first.pt", progress=False)
+    flow = train(root, replace(config, head="flow", steps=1, learning_rate=0.0), tmp_path / "flow.pt", init=first,
+                 progress=False)
+    assert isinstance(flow.model.head, FlowHead)
+    before = first.model.state_dict()
+    kept = {k: w for k, w in flow.model.state_dict().items() if not k.startswith("head.")}
+    assert kept.keys() == {k for k in before if not k.startswith("head.")}
+    assert all(torch.equal(w, before[k]) for k, w in kept.items())
+    reloaded = BuiltinPolicy.load(tmp_path / "flow.pt", language=language)
+    assert reloaded.config.head == "flow"
+
+
 def test_train_vision_fine_tunes_the_convolutions_a_frozen_checkpoint_kept(tmp_path, language):
     root = _make_dataset(tmp_path / "data")
     frozen = train(root, replace(CONFIGS["tiny"], steps=2, freeze_vision=True), tmp_path / "frozen.pt", progress=False)

@@ -21,13 +21,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from the training state beside --out")
     parser.add_argument("--init", metavar="CHECKPOINT",
                         help="fine-tune: start from this checkpoint's weights and normalisation ('builtin' = the "
-                        "shipped one); its config is used, with --steps/--seed/--learning-rate/--grounding-weight/"
-                        "--balance-tasks/--drop-retreats/--named-positions/--named-frame applied")
+                        "shipped one); its config is used, with --steps/--seed/--head/--learning-rate/--grounding-weight/"
+                        "--balance-tasks/--drop-retreats/--named-positions/--named-frame applied (another --head "
+                        "starts fresh on its trunk)")
     parser.add_argument("--vision-from", metavar="CHECKPOINT",
                         help="take only the vision encoder and keypoints from this checkpoint ('builtin' = the "
                         "shipped one), skip vision pretraining, train the rest of --config afresh (compares heads "
                         "or fusions on one perception)")
-    parser.add_argument("--head", choices=HEADS, help="action head (default: the config's; docs/POLICY.md)")
+    parser.add_argument("--head", choices=HEADS, help="action head (default: the config's or --init's; "
+                        "docs/POLICY.md)")
     parser.add_argument("--learning-rate", type=float, help="peak learning rate (default: the config's)")
     parser.add_argument("--grounding-weight", type=float, metavar="W",
                         help="weight of the auxiliary loss on where the named objects are (0: off; default: "
@@ -64,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
     from vla_ros.policies.builtin.train import train
 
     try:
-        if args.init and (args.vision_from or args.head):
-            raise ValueError("--init fine-tunes a whole checkpoint: --vision-from and --head do not apply")
+        if args.init and args.vision_from:
+            raise ValueError("--init fine-tunes a whole checkpoint: --vision-from does not apply")
         init = _load_policy(args.init) if args.init else None
         vision_from = _load_policy(args.vision_from) if args.vision_from else None
         config = init.config if init is not None else named_config(args.config)

@@ -281,11 +281,15 @@ def _load_vision(model: VLAModel, source: BuiltinPolicy) -> None:
 
 def _load_initial_weights(model: VLAModel, init: BuiltinPolicy) -> None:
     """Start `model` from `init`'s weights. Only parts `init` was trained without may start fresh:
-    a grounding head, and named positions, whose new trunk inputs start at zero weight so that
-    the fine-tune starts from `init`'s actions. Named positions from another frame keep their
-    locator, and their trunk inputs restart at zero weight: the same answers, measured from elsewhere."""
+    a grounding head, an action head of another kind (on `init`'s trunk), and named positions,
+    whose new trunk inputs start at zero weight so that the fine-tune starts from `init`'s actions.
+    Named positions from another frame keep their locator, and their trunk inputs restart at zero
+    weight: the same answers, measured from elsewhere."""
     state = dict(init.model.state_dict())
     fresh = ("grounding.",)
+    if model.config.head != init.config.head:
+        fresh += ("head.",)
+        state = {k: v for k, v in state.items() if not k.startswith("head.")}
     weight = state.get("trunk.0.weight")
     if model.config.named_positions and not init.config.named_positions:
         fresh += ("named_positions.",)
@@ -311,7 +315,8 @@ def train(data_dirs: str | Path | list[str | Path], config: VLAConfig, out: str 
 
     With `init`, training starts from that policy's weights and keeps its normalisation
     (fine-tuning, e.g. on demonstrations plus DAgger rollouts); its architecture must
-    match `config`, except for a grounding head or named positions it lacks, which start fresh. With `vision_from`, only the vision encoder and keypoints come from
+    match `config`, except for a grounding head or named positions it lacks and an action head of
+    another kind, which start fresh. With `vision_from`, only the vision encoder and keypoints come from
     that policy (no vision pretraining) and everything else starts fresh: how heads or
     fusions are compared on one perception.
     """
