@@ -27,8 +27,9 @@ from vla_ros.policies.builtin.model import NAMED_DIM, VLAModel
 from vla_ros.policies.builtin.policy import BuiltinPolicy, Normalization, image_tensor
 from vla_ros.policies.builtin.vision_pretrain import pretrain_named_positions, pretrain_vision
 
-# Images above this many bytes stay memory-mapped instead of being loaded once.
-_IN_MEMORY_LIMIT = 6 * 1024**3
+# Training images are loaded once into memory, filled in place (no second copy); a training set
+# above this many bytes of images is refused before anything is read.
+_IN_MEMORY_LIMIT = 10 * 1024**3
 
 
 @dataclass
@@ -50,7 +51,7 @@ class TrainingData:
 
 def load_training_data(datasets: list[EpisodeDataset], config: VLAConfig) -> TrainingData:
     """Every frame of `datasets` (e.g. expert demonstrations plus DAgger rollouts) as one training set."""
-    states, offsets, instruction_ids, episode_of_frame, kind_of_frame, images, wrist_images = [], [], [], [], [], [], []
+    states, offsets, instruction_ids, episode_of_frame, kind_of_frame = [], [], [], [], []
     at_start = []
     instructions: dict[str, int] = {}
     kinds: dict[str, int] = {}
@@ -59,10 +60,17 @@ def load_training_data(datasets: list[EpisodeDataset], config: VLAConfig) -> Tra
         if lacking:
             raise DatasetError(f"the config uses the wrist camera; these datasets have no {WRIST_IMAGE} "
                                f"(collect with --wrist-camera): {', '.join(lacking)}")
-    num_frames = sum(d.num_frames for d in datasets)
-    cameras = 2 if config.wrist_camera else 1
-    in_memory = num_frames * cameras * config.image_size**2 * 3 <= _IN_MEMORY_LIMIT
     episodes = [(d, training_range(r, e, config), e) for d in datasets for r, e in zip(d.episode_ranges(), d.episodes)]
+    num_frames = sum(end - start for _, (start, end), _ in episodes)
+    frame_shape = (config.image_size, config.image_size, 3)
+    cameras = 2 if config.wrist_camera else 1
+    if num_frames * cameras * np.prod(frame_shape) > _IN_MEMORY_LIMIT:
+        raise MemoryError(f"{num_frames} frames at {config.image_size}px exceed the in-memory limit "
+                          f"({_IN_MEMORY_LIMIT / 1024**3:.0f} GiB of images); train on a smaller image size "
+                          "or fewer episodes")
+    images = np.empty((num_frames, *frame_shape), np.uint8)
+    wrist_images = np.empty((num_frames, *frame_shape), np.uint8) if config.wrist_camera else None
+    row = 0
     for position, (dataset, (start, end), episode) in enumerate(episodes):
         episode_states = dataset.read("observation.state", start, end).astype(np.float32)
         episode_actions = dataset.read("action", start, end).astype(np.float32)
@@ -74,17 +82,14 @@ def load_training_data(datasets: list[EpisodeDataset], config: VLAConfig) -> Tra
         kind_of_frame.append(np.full(end - start, kinds.setdefault((episode.get("task") or {}).get("task", "unknown"), len(kinds))))
         if config.grounding_weight > 0:
             at_start.append(object_at_start(episode_states[:, 7], episode.get("task")))
-        if in_memory:
-            images.append(_policy_frames(dataset, "observation.image", start, end, config.image_size))
-            if config.wrist_camera:
-                wrist_images.append(_policy_frames(dataset, WRIST_IMAGE, start, end, config.image_size))
-    if not in_memory:
-        raise MemoryError(f"{num_frames} frames at {config.image_size}px exceed the in-memory limit; "
-                          "train on a smaller image size or fewer episodes")
+        images[row:row + end - start] = _policy_frames(dataset, "observation.image", start, end, config.image_size)
+        if wrist_images is not None:
+            wrist_images[row:row + end - start] = _policy_frames(dataset, WRIST_IMAGE, start, end, config.image_size)
+        row += end - start
     grounding = dataset_grounding([e for _, _, e in episodes]) if config.grounding_weight > 0 else (None, None)
     return TrainingData(
-        images=np.concatenate(images),
-        wrist_images=np.concatenate(wrist_images) if config.wrist_camera else None,
+        images=images,
+        wrist_images=wrist_images,
         states=np.concatenate(states),
         offsets=np.concatenate(offsets).astype(np.float32),
         instruction_ids=np.concatenate(instruction_ids),
