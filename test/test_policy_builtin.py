@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from vla_ros import arm, cli
+from vla_ros.camera.preprocess import policy_frame
 from vla_ros.dataset import WRIST_IMAGE, DatasetError, Episode, EpisodeDataset, write_info, write_shard
 from vla_ros.policies import backend_uses_wrist_camera
 from vla_ros.policies.base import Observation
@@ -60,6 +61,22 @@ def test_dataset_round_trips(tmp_path):
     assert dataset.read("observation.image", start, end).shape == (12, 48, 48, 3)
     info = json.loads((root / "meta" / "info.json").read_text())
     assert info["joint_names"] == list(arm.COMMANDED_JOINTS)
+
+
+def test_a_training_set_too_large_for_memory_is_refused_before_its_frames_are_read(tmp_path, monkeypatch):
+    from vla_ros.policies.builtin import train as training
+    from vla_ros.policies.builtin.train import load_training_data
+
+    dataset = EpisodeDataset(_make_dataset(tmp_path / "data"))
+    config = CONFIGS["tiny"]
+    loaded = load_training_data([dataset], config)
+    assert loaded.images.shape == (8 * 12, config.image_size, config.image_size, 3)
+    np.testing.assert_array_equal(loaded.images[12:24], np.stack(
+        [policy_frame(f, config.image_size) for f in dataset.read("observation.image", 12, 24)]))
+    monkeypatch.setattr(training, "_IN_MEMORY_LIMIT", loaded.images.nbytes - 1)
+    monkeypatch.setattr(EpisodeDataset, "read", lambda *_: pytest.fail("read a frame of a refused training set"))
+    with pytest.raises(MemoryError, match="96 frames at 48px exceed the in-memory limit"):
+        load_training_data([dataset], config)
 
 
 def test_dataset_refuses_mismatched_or_missing_parts(tmp_path):
