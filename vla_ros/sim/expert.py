@@ -212,11 +212,13 @@ class ExpertPolicy:
             high = state.tcp[2] >= above_object[2] - 0.05
             beside_low = (not high and self.missed_grasps == 0 and state.tcp[2] > grasp_height + 0.02
                           and _close(state.tcp[:2], above_object[:2], DESCENT_CAPTURE))
-            if not beside_low:
+            if beside_low:
+                self.phase = "descend"  # from this very step: the hand is already past the approach
+            else:
+                # The normal hand-over: this step still aims above the object, the descent starts next step.
                 if _close(state.tcp[:2], above_object[:2], REACHED) and high:
                     self.phase = "descend"
                 return ("tcp", above_object, yaw, TRAVEL_SPEED)
-            self.phase = "descend"
         if self.phase == "descend":
             self._move_gripper(arm.HOME_POSITIONS[arm.GRIPPER_JOINT])
             goal = np.array([*aim, grasp_height])
