@@ -134,6 +134,21 @@ def test_episode_results_say_whether_the_object_was_held_and_how_near_its_target
     assert not idle.success and idle.held_object is False and idle.closest_to_target_m is None
     homing = Evaluator(world, ExpertPolicy(world)).run_episode(_episode({"task": "home"}))
     assert homing.held_object is None and homing.closest_to_target_m is None
+    # Only a failed grasp says where it ended: at home is not stalled over the object.
+    assert solved.ended_over_object is None and homing.ended_over_object is None
+    assert idle.ended_over_object is False
+
+
+@pytest.mark.parametrize("height, stalled", [(0.06, True), (0.16, False)])
+def test_a_failed_grasp_that_ends_with_the_open_hand_low_over_the_object_counts_as_stalled(world, height, stalled):
+    stack = {"task": "stack", "object": "yellow cube", "target": "red cylinder"}
+    world.reset(11, tasks.validate(stack))
+    cube = world.object_poses()["yellow cube"][0]
+    q = kinematics.solve_ik(arm.home_vector()[:7], cube + [0.0, 0.0, height], hand_down(0.0), iterations=200)
+    hover = ConstantPolicy(np.append(q, 0.04)[None])
+    result = Evaluator(world, hover).run_episode(_episode(stack))
+    assert not result.success and result.held_object is False
+    assert result.ended_over_object is stalled
 
 
 def test_evaluator_rejects_a_malformed_chunk(world):
@@ -190,6 +205,7 @@ def test_eval_command_writes_report_and_videos(tmp_path, capsys):
     assert set(report["per_task"]) == {"pick", "place", "push"}
     assert report["per_task"]["pick"]["mean_time_to_success"] > 0
     assert report["per_task"]["pick"]["held_object"] == report["per_task"]["pick"]["episodes"]
+    assert report["per_task"]["pick"]["ended_over_object"] is None  # no failed grasp to say where it ended
     assert report["safety"]["filter"] == "none" and report["safety"]["raw_targets"]["non_finite"] == 0
     assert len(report["episodes_detail"]) == 3
     assert sorted(p.name for p in videos.iterdir()) == [f"episode_000{i}.mp4" for i in range(3)]

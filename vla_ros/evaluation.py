@@ -24,6 +24,7 @@ from vla_ros import arm, vocabulary
 from vla_ros.policies.base import CONTROL_DT, Policy, check_chunk, uses_wrist_camera
 from vla_ros.policies.chunking import ChunkAggregator, policy_blending
 from vla_ros.sim import tasks
+from vla_ros.sim.expert import CLEARANCE
 
 SPLIT_CHOICES = ("seen", "unseen", "paraphrase", "all")
 
@@ -80,13 +81,21 @@ class EpisodeResult:
     # tasks without one), and for place and stack how close (x-y, m) it came to its target while held.
     held_object: bool | None = None
     closest_to_target_m: float | None = None
+    # For a failed pick, place or stack: whether it ended stalled over the named object (CarryTrace).
+    ended_over_object: bool | None = None
 
 
 class CarryTrace:
     """Follows an episode's named object: held or not, and its closest x-y approach to the
     target while held. Tells a grasp that never happened from a carry that went elsewhere."""
 
+    # The learnt policies' most common failure (docs/POLICY.md, "Where stacks stall"): the hand
+    # ends open over the object, not holding it, between its top and the expert's approach height.
+    STALL_XY = 0.02  # m, hand to object in x-y
+    STALL_OPEN = 0.035  # m of finger opening (fully open: 0.04)
+
     def __init__(self, task: dict):
+        self.grasps = task["task"] in ("pick", "place", "stack")
         self.object, self.target = task.get("object"), task.get("target")
         self.held = False if self.object else None
         self.closest: float | None = None
@@ -99,6 +108,16 @@ class CarryTrace:
             poses = world.object_poses()
             distance = float(np.linalg.norm(poses[self.object][0][:2] - poses[self.target][0][:2]))
             self.closest = distance if self.closest is None else min(self.closest, distance)
+
+    def ended_over_object(self, world) -> bool | None:
+        """At the end of a failed grasping episode: whether the hand is stalled over the object."""
+        if not self.grasps:
+            return None
+        state = world.snapshot()
+        hand_open = state.joints[arm.COMMANDED_JOINTS.index(arm.GRIPPER_JOINT)] > self.STALL_OPEN
+        over = np.linalg.norm(state.tcp[:2] - state.bodies[self.object].position[:2]) < self.STALL_XY
+        height = state.tcp[2] - state.top(self.object)
+        return bool(hand_open and over and self.object not in state.in_hand and 0 < height < CLEARANCE)
 
 
 class RawTargetCounts:
@@ -243,8 +262,9 @@ class Evaluator:
     def _result(self, planned: PlannedEpisode, success: bool, steps: int, trace: CarryTrace) -> EpisodeResult:
         elapsed = round(self.world.task_elapsed(), 3)
         closest = None if trace.closest is None else round(trace.closest, 4)
+        stalled = None if success else trace.ended_over_object(self.world)
         return EpisodeResult(planned.index, planned.seed, planned.split, planned.instruction, planned.task,
-                             success, elapsed if success else None, elapsed, steps, trace.held, closest)
+                             success, elapsed if success else None, elapsed, steps, trace.held, closest, stalled)
 
     def safety_section(self) -> dict:
         return {
@@ -271,6 +291,7 @@ def summarize(results: list[EpisodeResult]) -> dict:
 def _rates(results: list[EpisodeResult]) -> dict:
     times = [r.time_to_success for r in results if r.success]
     held = [r.held_object for r in results if r.held_object is not None]
+    stalled = [r.ended_over_object for r in results if r.ended_over_object is not None]
     return {
         "episodes": len(results),
         "successes": len(times),
@@ -278,6 +299,8 @@ def _rates(results: list[EpisodeResult]) -> dict:
         "mean_time_to_success": round(float(np.mean(times)), 3) if times else None,
         # Of the episodes whose task names an object: in how many the hand ever held it.
         "held_object": sum(held) if held else None,
+        # Of the failed picks, places and stacks: how many ended stalled over the named object.
+        "ended_over_object": sum(stalled) if stalled else None,
     }
 
 

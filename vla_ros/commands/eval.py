@@ -51,10 +51,11 @@ def format_summary(report: dict) -> str:
              f"({report['success_rate']:.1%}), {report['timing']['wall_seconds']} s wall"]
     for section in ("per_task", "per_split"):
         for name, rates in report[section].items():
-            mean, held = rates["mean_time_to_success"], rates["held_object"]
+            mean, held, stalled = rates["mean_time_to_success"], rates["held_object"], rates["ended_over_object"]
             lines.append(f"  {name:<14} {rates['successes']:>4}/{rates['episodes']:<4} {rates['success_rate']:>7.1%}"
                          + (f"   mean time to success {mean:.1f} s" if mean is not None else "")
-                         + (f"   held the object in {held}" if held is not None else ""))
+                         + (f"   held the object in {held}" if held is not None else "")
+                         + (f"   failed stalled over it in {stalled}" if stalled is not None else ""))
     safety = report["safety"]
     lines.append(f"  safety filter: {safety['filter']}; raw targets: "
                  + ", ".join(f"{k} {v}" for k, v in safety["raw_targets"].items()))
