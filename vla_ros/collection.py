@@ -24,7 +24,6 @@ from vla_ros.sim.world import SimWorld
 
 # Task kinds in proportion to how much they need to be learned (object tasks need more).
 KIND_WEIGHTS = {"pick": 3, "place": 3, "push": 3, "stack": 3, "home": 1, "open_gripper": 1, "close_gripper": 1}
-GRASP_KINDS = ("pick", "place", "stack")  # tasks that start with a grasp
 # Steps recorded after success, so the policy learns to stay put once done.
 STEPS_AFTER_SUCCESS = 5
 # Noise the expert still solves every task with (docs/SIMULATION.md).
@@ -77,7 +76,7 @@ def record_episode(world: SimWorld, expert: ExpertPolicy, world_seed: int, episo
     images, wrist_images, states, actions = [], [], [], []
     # With a deliberate first miss (ExpertNoise.miss_distance), only the recovery is a
     # demonstration: the frames of the missed attempt are dropped.
-    first_kept = None if expert.noise.miss_distance > 0 and episode.spec["task"] in GRASP_KINDS else 0
+    first_kept = None if expert.noise.miss_distance > 0 and episode.spec["task"] in tasks.GRASP_KINDS else 0
     limit = tasks.TIME_LIMITS[episode.spec["task"]]
     after_success = None
     step = 0

@@ -92,10 +92,9 @@ class CarryTrace:
     # The learnt policies' most common failure (docs/POLICY.md, "Where stacks stall"): the hand
     # ends open over the object, not holding it, between its top and the expert's approach height.
     STALL_XY = 0.02  # m, hand to object in x-y
-    STALL_OPEN = 0.035  # m of finger opening (fully open: 0.04)
 
     def __init__(self, task: dict):
-        self.grasps = task["task"] in ("pick", "place", "stack")
+        self.grasps = task["task"] in tasks.GRASP_KINDS
         self.object, self.target = task.get("object"), task.get("target")
         self.held = False if self.object else None
         self.closest: float | None = None
@@ -114,7 +113,7 @@ class CarryTrace:
         if not self.grasps:
             return None
         state = world.snapshot()
-        hand_open = state.joints[arm.COMMANDED_JOINTS.index(arm.GRIPPER_JOINT)] > self.STALL_OPEN
+        hand_open = state.joints[7] > tasks.GRIPPER_OPEN  # as open_gripper's success reads it
         over = np.linalg.norm(state.tcp[:2] - state.bodies[self.object].position[:2]) < self.STALL_XY
         height = state.tcp[2] - state.top(self.object)
         return bool(hand_open and over and self.object not in state.in_hand and 0 < height < CLEARANCE)

@@ -38,6 +38,7 @@ DIRECTION_VECTORS: dict[str, np.ndarray] = {
     "right": np.array([0.0, -1.0]),
     "forward": np.array([1.0, 0.0]),
 }
+GRASP_KINDS = ("pick", "place", "stack")  # tasks that start with a grasp
 PUSH_DEFAULT_DISTANCE = 0.1
 PUSH_DISTANCE_RANGE = (0.03, 0.2)  # metres; beyond this a push leaves the workspace
 
