@@ -1,9 +1,15 @@
-"""Parameter declaration and validation on real rclpy nodes."""
+"""Parameter declaration and validation on real rclpy nodes, and run_node's forced exit."""
+import re
+import signal
+import subprocess
+import sys
+
 import pytest
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from vla_ros.node_common import (
+    SHUTDOWN_GRACE,
     ConfigError,
     Param,
     declare_parameters,
@@ -62,3 +68,66 @@ def test_stamps_round_trip_and_carry_into_seconds():
     carried = stamp_from_seconds(41.9999999999)  # rounds up to the next second, not to 41 s + 0 ns
     assert (carried.sec, carried.nanosec) == (42, 0)
     assert stamp_seconds(stamp_from_seconds(12.25)) == 12.25
+
+
+# A node whose teardown never returns: run_node's watchdog must end it and say where it hung.
+HANGING_NODE = """
+import threading, sys
+from rclpy.node import Node
+from vla_ros.node_common import run_node
+
+class HangsOnShutdown(Node):
+    def __init__(self):
+        super().__init__("hangs_on_shutdown")
+        print("spinning", flush=True)
+
+    def destroy_node(self):
+        threading.Event().wait()
+
+sys.exit(run_node(HangsOnShutdown))
+"""
+
+
+def test_a_node_that_hangs_at_shutdown_exits_after_the_grace_naming_where():
+    process = subprocess.Popen([sys.executable, "-c", HANGING_NODE], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "spinning"
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=SHUTDOWN_GRACE + 10.0)
+    finally:
+        process.kill()
+    assert process.returncode == 1, stderr
+    assert f"clean shutdown took longer than {SHUTDOWN_GRACE:g} s" in stderr
+    assert re.search(r"MainThread: .* <string>:\d+ destroy_node <- node_common\.py:\d+ run_node", stderr), stderr
+
+
+# A node still being built (vla_node warms its model up for seconds on a loaded machine)
+# is already in the graph: Ctrl-C must stop it now, cleanly, not after the start-up.
+SLOW_STARTING_NODE = """
+import sys, time
+from rclpy.node import Node
+from vla_ros.node_common import run_node
+
+class StartsSlowly(Node):
+    def __init__(self):
+        super().__init__("starts_slowly")
+        print("building", flush=True)
+        for _ in range(600):
+            time.sleep(0.1)
+
+sys.exit(run_node(StartsSlowly))
+"""
+
+
+def test_ctrl_c_during_a_slow_start_up_exits_cleanly_at_once():
+    process = subprocess.Popen([sys.executable, "-c", SLOW_STARTING_NODE], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "building"
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=SHUTDOWN_GRACE)  # not the start-up's 60 s, nor the forced exit
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr, stderr

@@ -85,7 +85,7 @@ def test_up_brings_the_graph_up_and_ctrl_c_stops_every_process(ros_node, start_p
     assert spin_until(ros_node, lambda: expected <= set(dict(ros_node.get_topic_names_and_types())), 30.0), (
         sorted(dict(ros_node.get_topic_names_and_types())))
 
-    assert up.stop() == 0, up.output()
+    assert up.stop(timeout=30.0) == 0, up.output()  # past up's --stop-timeout: up names a node that hangs
     assert _all_gone(pids.values()), up.output()
     for name in pids:
         assert re.search(rf"^stopped {re.escape(name)} \(exit code 0\)", up.output(), flags=re.M), up.output()

@@ -12,8 +12,10 @@ import os
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -169,11 +171,29 @@ def configure_middleware() -> None:
             pass
 
 
-SHUTDOWN_GRACE = 10.0  # s from Ctrl-C/SIGTERM to a forced exit
+# s from Ctrl-C/SIGTERM to a forced exit. Under a supervisor's stop timeout (`vla-ros up`:
+# 10 s by default), so a node that hangs says so, and where, before it is killed.
+SHUTDOWN_GRACE = 7.0
+
+
+def where_threads_are(frames_per_thread: int = 4) -> list[str]:
+    """One line per thread of this process but the caller's: its name and innermost Python frames."""
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    lines = []
+    for ident, frame in sys._current_frames().items():
+        if ident == threading.get_ident():
+            continue
+        stack = traceback.extract_stack(frame)[-frames_per_thread:]
+        calls = " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(stack))
+        lines.append(f"{names.get(ident, ident)}: {calls}")
+    return lines
 
 
 def _exit_hard() -> None:
-    print(f"error: clean shutdown took longer than {SHUTDOWN_GRACE:g} s; exiting", file=sys.stderr, flush=True)
+    # A hang in teardown is rare and not reproducible on demand: leave where it was in the log.
+    report = "\n  ".join(where_threads_are())
+    print(f"error: clean shutdown took longer than {SHUTDOWN_GRACE:g} s; exiting. Threads:\n  {report}",
+          file=sys.stderr, flush=True)
     os._exit(1)
 
 
@@ -194,21 +214,30 @@ def _executor():
     return EventsExecutor()
 
 
+class _StopDuringStartup(BaseException):
+    """Raised by run_node's signal handler in the main thread while the node is being built.
+
+    A BaseException, so that no `except Exception` in a node's constructor swallows it."""
+
+
 def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -> int:
     """Create a node, spin it until Ctrl-C or SIGTERM, and shut down cleanly.
 
     Returns the process exit code: 0 after a clean shutdown, 2 for invalid configuration.
     """
     configure_middleware()
-    # Our own signal handlers only set a flag and wake the executor. rclpy's default
-    # ones raise KeyboardInterrupt wherever the main thread happens to be, which inside
-    # a message conversion surfaces as a RuntimeError and a non-zero exit.
+    # Our own signal handlers set a flag and wake the executor (and interrupt a start-up
+    # still running). rclpy's default ones raise KeyboardInterrupt wherever the main thread
+    # happens to be, which inside a message conversion surfaces as a RuntimeError and a
+    # non-zero exit.
     try:
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     except RuntimeError as err:  # rclpy's RCLError: unparsable --ros-args (e.g. a -p value that is not YAML)
         print(f"error: invalid ROS arguments: {err}", file=sys.stderr)
         return 2
     stop_requested = threading.Event()
+    starting = threading.Event()
+    starting.set()
     executor = _executor()
 
     def request_stop(_signum, _frame):
@@ -220,11 +249,18 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -
             watchdog.start()
         stop_requested.set()
         executor.wake()
+        if starting.is_set():
+            # Start-up can take seconds on a loaded machine (vla_node's model warm-up) and
+            # the node is already in the graph: a stop now must not wait for it to finish.
+            raise _StopDuringStartup
 
     previous_handlers = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:
             node = make_node()
+            starting.clear()
+        except _StopDuringStartup:
+            return 0
         except (ConfigError, FileNotFoundError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

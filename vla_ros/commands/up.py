@@ -115,5 +115,8 @@ def _supervise(graph, args: argparse.Namespace, requests: list[int]) -> int:
         print(f"stopped {name} (exit code {code})", flush=True)
     if unclean:
         print(f"error: not a clean exit: {', '.join(f'{n} ({c})' for n, c in unclean.items())}", file=sys.stderr)
+        for node in graph.nodes:
+            if node.spec.full_name in unclean:
+                print(node.describe_exit(), file=sys.stderr, flush=True)
         return 1
     return 0
