@@ -252,6 +252,7 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -
         if starting.is_set():
             # Start-up can take seconds on a loaded machine (vla_node's model warm-up) and
             # the node is already in the graph: a stop now must not wait for it to finish.
+            starting.clear()  # once: a second Ctrl-C must not interrupt the clean-up
             raise _StopDuringStartup
 
     previous_handlers = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
