@@ -79,7 +79,7 @@ from vla_ros.node_common import run_node
 class HangsOnShutdown(Node):
     def __init__(self):
         super().__init__("hangs_on_shutdown")
-        print("spinning", flush=True)
+        self.create_timer(0.01, lambda: print("spinning", flush=True))  # past start-up: spinning
 
     def destroy_node(self):
         threading.Event().wait()
