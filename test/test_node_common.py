@@ -70,6 +70,19 @@ def test_stamps_round_trip_and_carry_into_seconds():
     assert stamp_seconds(stamp_from_seconds(12.25)) == 12.25
 
 
+def _ctrl_c_once_it_prints(script: str, line: str, timeout: float) -> tuple[int, str]:
+    """Run a node script, SIGINT it once it prints `line`; its exit code and stderr."""
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == line
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=timeout)
+    finally:
+        process.kill()
+    return process.returncode, stderr
+
+
 # A node whose teardown never returns: run_node's watchdog must end it and say where it hung.
 HANGING_NODE = """
 import threading, sys
@@ -89,15 +102,8 @@ sys.exit(run_node(HangsOnShutdown))
 
 
 def test_a_node_that_hangs_at_shutdown_exits_after_the_grace_naming_where():
-    process = subprocess.Popen([sys.executable, "-c", HANGING_NODE], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout.readline().strip() == "spinning"
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=SHUTDOWN_GRACE + 10.0)
-    finally:
-        process.kill()
-    assert process.returncode == 1, stderr
+    code, stderr = _ctrl_c_once_it_prints(HANGING_NODE, "spinning", SHUTDOWN_GRACE + 10.0)
+    assert code == 1, stderr
     assert f"clean shutdown took longer than {SHUTDOWN_GRACE:g} s" in stderr
     assert re.search(r"MainThread: .* <string>:\d+ destroy_node <- node_common\.py:\d+ run_node", stderr), stderr
 
@@ -121,13 +127,6 @@ sys.exit(run_node(StartsSlowly))
 
 
 def test_ctrl_c_during_a_slow_start_up_exits_cleanly_at_once():
-    process = subprocess.Popen([sys.executable, "-c", SLOW_STARTING_NODE], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout.readline().strip() == "building"
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=SHUTDOWN_GRACE)  # not the start-up's 60 s, nor the forced exit
-    finally:
-        process.kill()
-    assert process.returncode == 0, stderr
+    code, stderr = _ctrl_c_once_it_prints(SLOW_STARTING_NODE, "building", SHUTDOWN_GRACE)  # not the start-up's 60 s
+    assert code == 0, stderr
     assert "Traceback" not in stderr, stderr
