@@ -143,10 +143,16 @@ def test_killing_the_policy_node_mid_motion_holds_the_arm(ros_node, start_graph)
                              f"received {received['states']} joint states and {received['safety']} safety "
                              f"statuses, the last: {graph['safety'][-1].state} {graph['safety'][-1].reason!r}\n"
                              + graph["logs"]())
-    positions = np.array([_positions(c) for c in after])
+    # If the simulator's joint states stall past the filter's state timeout (a loaded CI
+    # machine), the filter publishes nothing (FAULT), then restarts at the measured arm: a new
+    # hold. Settling is read on the stream up to such a gap; a brake cut short by it counts as
+    # stopped where publishing stopped.
+    stamps = np.array([c.header.stamp.sec + c.header.stamp.nanosec * 1e-9 for c in after])
+    gaps = np.flatnonzero(np.diff(stamps) > 0.1)
+    stream = after[:gaps[0] + 1] if gaps.size else after
+    positions = np.array([_positions(c) for c in stream])
     moving = np.flatnonzero(np.abs(positions - positions[-1]).max(axis=1) > 1e-6)
-    still_from = after[moving[-1] + 1] if moving.size else after[0]
-    settled = still_from.header.stamp.sec + still_from.header.stamp.nanosec * 1e-9 - killed
+    settled = stamps[min(moving[-1] + 1, len(stream) - 1) if moving.size else 0] - killed
     # The filter's command timeout (0.1 s), then braking at the acceleration limits: ~0.15 s
     # on a quiet machine. The bound leaves room for a loaded CI machine; the timing itself
     # is bench_faults.py's figure (p50 182 ms, max 264 ms while other jobs ran).
