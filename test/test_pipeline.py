@@ -18,6 +18,7 @@ from vla_ros import arm, qos
 from vla_ros.graph_probe import start_sim_graph
 from vla_ros.intake import synth
 from vla_ros.launcher import log_tail
+from vla_ros.node_common import stamp_seconds
 from vla_ros.policies.builtin.policy import SHIPPED_CHECKPOINT
 
 STARTUP_TIMEOUT = 60.0
@@ -147,7 +148,7 @@ def test_killing_the_policy_node_mid_motion_holds_the_arm(ros_node, start_graph)
     # machine), the filter publishes nothing (FAULT), then restarts at the measured arm: a new
     # hold. Settling is read on the stream up to such a gap; a brake cut short by it counts as
     # stopped where publishing stopped.
-    stamps = np.array([c.header.stamp.sec + c.header.stamp.nanosec * 1e-9 for c in after])
+    stamps = np.array([stamp_seconds(c.header.stamp) for c in after])
     gaps = np.flatnonzero(np.diff(stamps) > 0.1)
     stream = after[:gaps[0] + 1] if gaps.size else after
     positions = np.array([_positions(c) for c in stream])
